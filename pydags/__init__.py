@@ -1,0 +1,45 @@
+"""pydags: express DAGs of Python stages and run them in parallel, made for Jupyter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "Pipeline": "pydags.pipeline",
+    "Stage": "pydags.stage",
+    "stage": "pydags.stage",
+    "StageStatus": "pydags.status",
+    "PipelineError": "pydags.errors",
+    "CycleError": "pydags.errors",
+    "Run": "pydags.run",
+    "Event": "pydags.run",
+    "RedisStage": "pydags.store_stages",
+    "DiskCacheStage": "pydags.store_stages",
+    "DiskStore": "pydags.store",
+    "RedisStore": "pydags.store",
+}
+
+__all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so a worker process starts without matplotlib or networkx.
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pydags' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext pydags``: register the ``%%pydags`` and ``%pydags`` magics."""
+    from pydags.magics import PydagsMagics
+
+    ipython.register_magics(PydagsMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext pydags``."""
+    ipython.magics_manager.registry.pop("PydagsMagics", None)

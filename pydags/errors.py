@@ -1,0 +1,33 @@
+"""The errors pydags raises, each carrying what the user needs to fix the problem."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydags.run import Run
+
+
+class PipelineError(Exception):
+    """Stages failed. ``.run`` is the run result; ``.failed`` names the failed stages."""
+
+    def __init__(self, run: Run, failed: list[str]):
+        self.run = run
+        self.failed = failed
+        first = run.stage_records[failed[0]].error
+        reason = first.message if first is not None else "failed"
+        skipped = sum(1 for s in run.status.values() if s.value == "skipped")
+        more = f" (and {len(failed) - 1} more: {', '.join(failed[1:])})" if len(failed) > 1 else ""
+        super().__init__(
+            f"stage {failed[0]!r} failed: {reason}{more}; {skipped} stage(s) downstream "
+            f"were skipped. See .run.errors for the tracebacks"
+        )
+
+
+class CycleError(ValueError):
+    """The stages depend on each other in a circle. ``.cycle`` lists them in order."""
+
+    def __init__(self, cycle: list[str]):
+        self.cycle = cycle
+        path = " -> ".join([*cycle, cycle[0]])
+        super().__init__(f"the stages form a cycle: {path}; remove one of these dependencies")

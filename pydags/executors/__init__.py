@@ -1,0 +1,1 @@
+"""Executors: where stages run (this process, worker processes, a Dask cluster)."""

@@ -1,0 +1,185 @@
+"""Worker processes on this machine, one job at a time each.
+
+Each worker is a fresh interpreter (``pydags.executors.worker``) in its own process
+group, talking over two pipes. Because pydags knows which worker runs which stage, a
+timeout, a cancel or a crash stops or blames exactly that stage: its worker is killed
+(with anything it started) and replaced, and the other stages go on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+import cloudpickle
+
+from pydags.executors.base import Executor, Job, Outcome, Started, StageError
+
+
+@dataclass
+class _Worker:
+    label: str
+    process: subprocess.Popen
+    inbox: Connection  # parent writes jobs
+    outbox: Connection  # parent reads outcomes
+    job: Job | None = None
+    started: float = 0.0
+    deadline: float | None = None
+
+
+class ProcessExecutor(Executor):
+    """Run jobs in ``workers`` worker processes."""
+
+    def __init__(self, workers: int) -> None:
+        self.capacity = workers
+        self._workers: list[_Worker] = []
+        self._news: list[Started | Outcome] = []
+
+    def start(self) -> None:
+        self._workers = [self._spawn(f"worker-{i + 1}") for i in range(self.capacity)]
+
+    def _spawn(self, label: str) -> _Worker:
+        job_read, job_write = os.pipe()
+        out_read, out_write = os.pipe()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pydags.executors.worker", str(job_read), str(out_write)],
+            pass_fds=(job_read, out_write),
+            start_new_session=True,
+            env=env,
+            cwd=os.getcwd(),
+        )
+        os.close(job_read)
+        os.close(out_write)
+        return _Worker(label, process, Connection(job_write, readable=False),
+                       Connection(out_read, writable=False))
+
+    def submit(self, job: Job) -> None:
+        try:
+            payload = cloudpickle.dumps(job)
+        except Exception as exc:
+            self._news.append(_unsendable(job, exc))
+            return
+        for _ in range(3):  # an idle worker may have died since its last job
+            worker = next(w for w in self._workers if w.job is None)
+            try:
+                worker.inbox.send_bytes(payload)
+            except OSError:
+                self._replace(worker)
+                continue
+            now = time.time()
+            worker.job, worker.started = job, now
+            worker.deadline = now + job.timeout if job.timeout else None
+            self._news.append(Started(job.name, job.attempt, worker.label, now))
+            return
+        self._news.append(Outcome(job.name, job.attempt, False, start=time.time(),
+                                  end=time.time(), error=StageError(
+                                      "crash", "no worker process could be started")))
+
+    def poll(self, timeout: float) -> list[Started | Outcome]:
+        if self._news:
+            news, self._news = self._news, []
+            return news
+        busy = {w.outbox: w for w in self._workers if w.job is not None}
+        deadlines = [w.deadline for w in busy.values() if w.deadline is not None]
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - time.time()))
+        for conn in wait(list(busy), timeout):
+            self._news.append(self._receive(busy[conn]))
+        now = time.time()
+        for worker in busy.values():
+            if worker.job is not None and worker.deadline is not None and now >= worker.deadline:
+                self._news.append(self._timed_out(worker, now))
+        news, self._news = self._news, []
+        return news
+
+    def _receive(self, worker: _Worker) -> Outcome:
+        job = worker.job
+        assert job is not None
+        try:
+            outcome: Outcome = cloudpickle.loads(worker.outbox.recv_bytes())
+        except (EOFError, OSError):
+            code = worker.process.wait()
+            self._replace(worker)
+            return Outcome(job.name, job.attempt, False, worker=worker.label,
+                           start=worker.started, end=time.time(),
+                           error=StageError("crash", f"worker died ({_describe_exit(code)})"))
+        except Exception as exc:
+            worker.job = None
+            return Outcome(job.name, job.attempt, False, worker=worker.label,
+                           start=worker.started, end=time.time(), error=StageError(
+                               "result", f"the stage's result could not be loaded: {exc!r}"))
+        worker.job = None
+        outcome.name, outcome.attempt, outcome.worker = job.name, job.attempt, worker.label
+        return outcome
+
+    def _timed_out(self, worker: _Worker, now: float) -> Outcome:
+        job = worker.job
+        assert job is not None
+        self._replace(worker)
+        return Outcome(job.name, job.attempt, False, worker=worker.label,
+                       start=worker.started, end=now, error=StageError(
+                           "timeout", f"stage {job.name!r} timed out after {job.timeout:g} s; "
+                           "its worker was stopped"))
+
+    def cancel(self, names: set[str]) -> None:
+        for worker in self._workers:
+            if worker.job is not None and worker.job.name in names:
+                self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        _kill(worker)
+        index = self._workers.index(worker)
+        self._workers[index] = self._spawn(worker.label)
+
+    def shutdown(self) -> None:
+        for worker in self._workers:
+            worker.inbox.close()  # an idle worker exits when its inbox closes
+        end = time.time() + 1.0
+        for worker in self._workers:
+            try:
+                worker.process.wait(timeout=max(0.0, end - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+            _kill(worker)
+        self._workers = []
+
+
+def _kill(worker: _Worker) -> None:
+    """Kill a worker and everything it started (its process group)."""
+    worker.job = None
+    if worker.process.poll() is None:
+        try:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        worker.process.wait()
+    else:
+        try:  # the worker is gone; reap anything it left in its group
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for conn in (worker.inbox, worker.outbox):
+        conn.close()
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _unsendable(job: Job, exc: Exception) -> Outcome:
+    now = time.time()
+    return Outcome(job.name, job.attempt, False, start=now, end=now, error=StageError(
+        "send", f"stage {job.name!r} could not be sent to a worker process: {exc}. "
+        "Its function and arguments must be picklable (cloudpickle); "
+        "use num_cores=1 to run it in this process"))

@@ -1,0 +1,78 @@
+"""A worker process: reads jobs from one pipe, runs them, writes outcomes to another.
+
+Started by ``ProcessExecutor`` as ``python -m pydags.executors.worker IN_FD OUT_FD``: a
+fresh interpreter, so it works the same whatever the multiprocessing start method is,
+and never re-imports the user's ``__main__``. Jobs arrive pickled by cloudpickle, so
+functions defined in a notebook, in ``__main__``, by ``exec`` or as lambdas all run here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+
+import cloudpickle
+
+from pydags.executors.base import Outcome, StageError, error_from_exception, execute
+
+
+def encode(outcome: Outcome) -> bytes:
+    """Pickle an outcome; an unpicklable result or exception becomes a clear failure."""
+    try:
+        return cloudpickle.dumps(outcome)
+    except Exception as exc:
+        if outcome.ok:
+            kind = type(outcome.value)
+            outcome.ok, outcome.value = False, None
+            outcome.error = StageError(
+                "result",
+                f"stage {outcome.name!r} returned a {kind.__module__}.{kind.__qualname__} "
+                f"that cannot be sent back from the worker ({exc}); return plain data, "
+                "or write it to a store and return its key",
+            )
+        elif outcome.error is not None:
+            outcome.error.exception = None  # the traceback text still says what happened
+        try:
+            return cloudpickle.dumps(outcome)
+        except Exception:
+            return cloudpickle.dumps(Outcome(outcome.name, outcome.attempt, False,
+                                             error=outcome.error, start=outcome.start,
+                                             end=outcome.end))
+
+
+def serve(inbox: Connection, outbox: Connection) -> None:
+    """Run jobs until the parent closes the inbox."""
+    while True:
+        try:
+            data = inbox.recv_bytes()
+        except (EOFError, OSError):
+            return
+        start = time.time()
+        try:
+            job = pickle.loads(data)
+        except Exception as exc:
+            error = error_from_exception(exc)
+            error.kind = "send"
+            error.message = f"the worker could not load the stage: {error.message}"
+            outcome = Outcome(getattr(exc, "stage", "?"), 0, False, error=error,
+                              start=start, end=time.time())
+        else:
+            outcome = execute(job)
+        sys.stdout.flush()
+        outbox.send_bytes(encode(outcome))
+
+
+def main(argv: list[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    inbox = Connection(int(argv[0]), writable=False)
+    outbox = Connection(int(argv[1]), readable=False)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    serve(inbox, outbox)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,219 @@
+"""Stages: the nodes of a pipeline, made with ``@stage`` or by subclassing ``Stage``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+class Stage:
+    """A node of a pipeline. Subclass it and implement ``run``.
+
+    Arguments given to the constructor reach ``run``; an argument that is itself a
+    stage is a dependency, and ``run`` receives that stage's return value instead.
+    A subclass with its own ``__init__`` calls ``super().__init__(...)`` with the
+    arguments meant for ``run``.
+    """
+
+    retries: int = 0
+    retry_delay: float = 0.0
+    timeout: float | None = None
+    cache: bool = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Stage:
+        self = super().__new__(cls)
+        self._args, self._kwargs = (), {}
+        self._after: list[Stage] = []
+        self._name: str | None = None
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args, self._kwargs = args, kwargs
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The stage's work; its return value flows to the stages that take this one."""
+        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+    @property
+    def name(self) -> str:
+        """The stage's name in its pipeline: ``.named()``, else the class or function name."""
+        return self._name or self._default_name()
+
+    def _default_name(self) -> str:
+        return type(self).__name__
+
+    def named(self, name: str) -> Stage:
+        """Give the stage another name (two stages of a pipeline need different names)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"named() takes a non-empty string, not {name!r}")
+        self._name = name
+        return self
+
+    def after(self, *stages: Stage) -> Stage:
+        """Run this stage only after ``stages`` are done; returns ``self`` to chain."""
+        for other in stages:
+            if not isinstance(other, Stage):
+                raise TypeError(
+                    f"{self.name}.after() takes stages, not {type(other).__name__} "
+                    f"({other!r}); call the @stage function first, e.g. load() not load"
+                )
+            if other is self:
+                raise ValueError(f"stage {self.name!r} cannot run after itself")
+            if other not in self._after:
+                self._after.append(other)
+        return self
+
+    def options(
+        self,
+        *,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+        timeout: float | None = None,
+        cache: bool | None = None,
+    ) -> Stage:
+        """Set retries, retry delay, timeout (seconds) or caching for this stage only."""
+        given = dict(retries=retries, retry_delay=retry_delay, timeout=timeout, cache=cache)
+        _check_options(self.name, given)
+        for key, value in given.items():
+            if value is not None:
+                setattr(self, key, value)
+        return self
+
+    @property
+    def dependencies(self) -> list[Stage]:
+        """Stages this one waits for: those given to ``.after()`` and those passed as arguments."""
+        found = list(self._after)
+        for value in _walk_values((self._args, self._kwargs)):
+            if value not in found:
+                found.append(value)
+        return found
+
+    @property
+    def arguments(self) -> tuple[tuple, dict]:
+        """The positional and keyword arguments given to the stage (stages unresolved)."""
+        return self._args, self._kwargs
+
+    def callable(self) -> Callable[..., Any]:
+        """What a worker calls with the resolved arguments."""
+        return self.run
+
+    def code(self) -> Any:
+        """The code that defines this stage, for cache fingerprints."""
+        return type(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A worker needs the stage's own settings, not the graph around it.
+        state = dict(self.__dict__)
+        state.update(_args=(), _kwargs={}, _after=[])
+        return state
+
+    def __repr__(self) -> str:
+        deps = ", ".join(d.name for d in self.dependencies)
+        return f"<{type(self).__name__} {self.name!r}" + (f" after {deps}>" if deps else ">")
+
+
+class FunctionStage(Stage):
+    """A stage made by calling a ``@stage`` function: the call is recorded, not run."""
+
+    def __init__(self, function: Callable[..., Any], args: tuple, kwargs: dict, options: dict):
+        super().__init__(*args, **kwargs)
+        self.function = function
+        for key, value in options.items():
+            if value is not None:
+                setattr(self, key, value)
+
+    def _default_name(self) -> str:
+        return getattr(self.function, "__name__", "stage")
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def callable(self) -> Callable[..., Any]:
+        return self.function
+
+    def code(self) -> Any:
+        return self.function
+
+
+class StageFunction:
+    """What ``@stage`` returns: calling it makes a stage; ``.func`` is the plain function."""
+
+    def __init__(self, function: Callable[..., Any], options: dict):
+        functools.update_wrapper(self, function)
+        self.func = function
+        self.stage_options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> FunctionStage:
+        return FunctionStage(self.func, args, kwargs, self.stage_options)
+
+    def __repr__(self) -> str:
+        return f"<stage function {self.func.__name__}>"
+
+
+def stage(
+    function: Callable[..., Any] | None = None,
+    *,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    timeout: float | None = None,
+    cache: bool | None = None,
+) -> Any:
+    """Turn a function into a stage factory: ``load()`` returns a stage, it does not run.
+
+    Use bare (``@stage``) or with options (``@stage(retries=2, timeout=30)``).
+    """
+    options = dict(retries=retries, retry_delay=retry_delay, timeout=timeout, cache=cache)
+
+    def wrap(func: Callable[..., Any]) -> StageFunction:
+        if not callable(func):
+            raise TypeError(f"@stage decorates a function, not {type(func).__name__}")
+        _check_options(getattr(func, "__name__", "stage"), options)
+        return StageFunction(func, options)
+
+    return wrap(function) if function is not None else wrap
+
+
+def _check_options(name: str, options: dict) -> None:
+    retries, delay, timeout = options["retries"], options["retry_delay"], options["timeout"]
+    if retries is not None and (not isinstance(retries, int) or retries < 0):
+        raise ValueError(f"stage {name!r}: retries must be a whole number >= 0, not {retries!r}")
+    if delay is not None and (not isinstance(delay, (int, float)) or delay < 0):
+        raise ValueError(f"stage {name!r}: retry_delay must be seconds >= 0, not {delay!r}")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"stage {name!r}: timeout must be seconds > 0, not {timeout!r}")
+
+
+_SEQUENCES = (list, tuple, set, frozenset)
+
+
+def _walk_values(value: Any) -> Iterator[Stage]:
+    """Yield the stages inside arguments (also inside lists, tuples, sets and dicts)."""
+    if isinstance(value, Stage):
+        yield value
+    elif type(value) in _SEQUENCES:
+        for item in value:
+            yield from _walk_values(item)
+    elif type(value) is dict:
+        for item in value.values():
+            yield from _walk_values(item)
+
+
+def resolve(value: Any, results: dict[str, Any]) -> Any:
+    """Replace every stage inside ``value`` by its result from ``results``."""
+    if isinstance(value, Stage):
+        return results[value.name]
+    if type(value) in _SEQUENCES:
+        return type(value)(resolve(item, results) for item in value)
+    if type(value) is dict:
+        return {key: resolve(item, results) for key, item in value.items()}
+    return value
+
+
+def __getattr__(attribute: str) -> Any:
+    # RedisStage and DiskCacheStage live with the stores; import them on first use.
+    if attribute in ("RedisStage", "DiskCacheStage"):
+        from pydags import store_stages
+
+        return getattr(store_stages, attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
