@@ -176,11 +176,11 @@ class Pipeline:
         chosen = self._executor(executor, cores, plan)
         run.workers = chosen.capacity if not chosen.eager else getattr(chosen, "workers", 1)
         cached = self._reusable(plan, cache=cache, resume=resume)
-        if on_event is not None:
-            run.subscribe(on_event)
         widget = self._show(run) if (show is None and _in_notebook()) or show else None
         if widget is None and not (show is False and block is False):
             run.subscribe(_echo_worker_output(run))
+        if on_event is not None:
+            run.subscribe(on_event)
         if cache:
             from pydags.cache import remember_results
 
