@@ -6,11 +6,13 @@ from typing import Any
 
 __version__ = "0.2.0"
 
+# Light modules are imported now: this also makes ``pydags.stage`` the decorator,
+# not the submodule of the same name.
+from pydags.stage import Stage, stage
+from pydags.status import StageStatus
+
 _EXPORTS = {
     "Pipeline": "pydags.pipeline",
-    "Stage": "pydags.stage",
-    "stage": "pydags.stage",
-    "StageStatus": "pydags.status",
     "PipelineError": "pydags.errors",
     "CycleError": "pydags.errors",
     "Run": "pydags.run",
@@ -21,7 +23,8 @@ _EXPORTS = {
     "RedisStore": "pydags.store",
 }
 
-__all__ = [*_EXPORTS, "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [*_EXPORTS, "Stage", "StageStatus", "load_ipython_extension", "stage",
+           "unload_ipython_extension"]
 
 
 def __getattr__(name: str) -> Any:
