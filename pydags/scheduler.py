@@ -93,12 +93,13 @@ class Scheduler:
                     for news in self.executor.poll(POLL_SECONDS):
                         self._handle(news)
                 self._release_retries()
+            self.run.ended = time.time()
         except BaseException:
             self._cancel_all()
             raise
         finally:
             self.executor.shutdown()
-            self.run.ended = time.time()
+            self.run.ended = self.run.ended or time.time()
 
     def _begin(self) -> None:
         for name in self.plan.stages:

@@ -141,11 +141,11 @@ class ProcessExecutor(Executor):
         for worker in self._workers:
             worker.inbox.close()  # an idle worker exits when its inbox closes
         end = time.time() + 1.0
+        open_pipes = [w.outbox for w in self._workers if w.job is None]
+        while open_pipes and time.time() < end:  # a pipe reads EOF once its worker exited
+            for conn in wait(open_pipes, max(0.0, end - time.time())):
+                open_pipes.remove(conn)
         for worker in self._workers:
-            try:
-                worker.process.wait(timeout=max(0.0, end - time.time()))
-            except subprocess.TimeoutExpired:
-                pass
             _kill(worker)
         self._workers = []
 
@@ -153,17 +153,11 @@ class ProcessExecutor(Executor):
 def _kill(worker: _Worker) -> None:
     """Kill a worker and everything it started (its process group)."""
     worker.job = None
-    if worker.process.poll() is None:
-        try:
-            os.killpg(worker.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        worker.process.wait()
-    else:
-        try:  # the worker is gone; reap anything it left in its group
-            os.killpg(worker.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    try:  # also reaps anything the stage started in the worker's process group
+        os.killpg(worker.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    worker.process.wait()
     for conn in (worker.inbox, worker.outbox):
         conn.close()
 
