@@ -9,6 +9,7 @@ changes only colours; ``Drawing.png`` repaints only the stages whose status chan
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Mapping
 
 import networkx as nx
@@ -49,7 +50,7 @@ def layered_layout(graph: nx.DiGraph) -> tuple[dict[object, tuple[int, int]], li
     routed.add_nodes_from(graph)
     for u, v in graph.edges:
         chain = [u, *[("waypoint", u, v, c) for c in range(column[u] + 1, column[v])], v]
-        for a, b in zip(chain, chain[1:]):
+        for a, b in itertools.pairwise(chain):
             column.setdefault(b, column[a] + 1)
             routed.add_edge(a, b)
     columns: list[list] = [[] for _ in range(max(column.values(), default=-1) + 1)]
@@ -138,7 +139,7 @@ class Drawing:
         self.edges = LineCollection(segments, colors="#6b6b6b", linewidths=1.0, zorder=1)
         self.ax.add_collection(self.edges)
         if heads:
-            xs, ys = zip(*heads)
+            xs, ys = zip(*heads, strict=True)
             self.ax.scatter(xs, ys, marker=">", s=22, color="#6b6b6b", zorder=1, linewidths=0)
 
     def update(self, status: Mapping[str, StageStatus]) -> None:
@@ -212,7 +213,9 @@ def _encode(canvas: FigureCanvasAgg) -> bytes:
 
 def figure_png(figure: Figure, *, close: bool = False, dpi: float | None = None) -> bytes:
     """Render a whole figure to PNG bytes."""
-    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+    canvas = figure.canvas
+    if not isinstance(canvas, FigureCanvasAgg):
+        canvas = FigureCanvasAgg(figure)
     out = io.BytesIO()
     canvas.print_png(out, dpi=dpi or figure.dpi)
     return out.getvalue()

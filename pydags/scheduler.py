@@ -37,7 +37,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from pydags.executors.base import Executor, Job, Outcome, Started, StageError, Upstream
+from pydags.executors.base import Executor, Job, Outcome, StageError, Started, Upstream
 from pydags.run import Attempt, Event, Run
 from pydags.stage import Stage, resolve
 from pydags.status import StageStatus
@@ -134,7 +134,8 @@ class Scheduler:
                 self._emit(name, StageStatus.QUEUED)
                 self.running.add(name)
                 job = self._job(name, results)
-                job.upstream = tuple(d for d in self.plan.dependencies[name] if d not in self.cached)
+                deps = self.plan.dependencies[name]
+                job.upstream = tuple(d for d in deps if d not in self.cached)
                 self.executor.submit(job)
 
     def _job(self, name: str, results: dict[str, Any]) -> Job:

@@ -8,6 +8,7 @@ timeout, a cancel or a crash stops or blames exactly that stage: its worker is k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from multiprocessing.connection import Connection, wait
 
 import cloudpickle
 
-from pydags.executors.base import Executor, Job, Outcome, Started, StageError
+from pydags.executors.base import Executor, Job, Outcome, StageError, Started
 
 
 @dataclass
@@ -153,10 +154,9 @@ class ProcessExecutor(Executor):
 def _kill(worker: _Worker) -> None:
     """Kill a worker and everything it started (its process group)."""
     worker.job = None
-    try:  # also reaps anything the stage started in the worker's process group
+    # The process group also holds anything the stage started.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(worker.process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     worker.process.wait()
     for conn in (worker.inbox, worker.outbox):
         conn.close()

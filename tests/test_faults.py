@@ -1,0 +1,199 @@
+"""Fault injection: crashes, timeouts, retries, cancel, Ctrl-C, bad results; no hangs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+from conftest import live_children
+
+from pydags import StageStatus
+from pydags.pipeline import Pipeline
+from pydags.stage import stage
+
+pytestmark = pytest.mark.usefixtures("no_orphans")
+
+
+@stage
+def fine():
+    return "fine"
+
+
+@stage
+def sleepy(seconds=30):
+    time.sleep(seconds)
+    return seconds
+
+
+@stage
+def downstream(x):
+    return x
+
+
+@stage
+def segfault():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@stage
+def hard_exit():
+    os._exit(7)
+
+
+@stage
+def calls_sys_exit():
+    sys.exit(3)
+
+
+class Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("carries a lock")
+        self.lock = threading.Lock()
+
+
+@stage
+def raises_unpicklable():
+    raise Unpicklable()
+
+
+@stage
+def loud():
+    for _ in range(200_000):
+        print("x" * 50)
+    return "done"
+
+
+def run(*stages, **options):
+    options.setdefault("num_cores", 2)
+    return Pipeline("faults").add_stages(*stages).start(raise_on_error=False, **options)
+
+
+@pytest.mark.parametrize(("crash", "words"), [(segfault, "SIGSEGV"), (hard_exit, "exit code 7")])
+def test_a_dying_worker_fails_only_its_stage(crash, words):
+    start = time.time()
+    result = run(downstream(crash()), fine(), sleepy(0.5).named("slow"))
+    assert result.status == {crash.__name__: StageStatus.FAILED,
+                             "downstream": StageStatus.SKIPPED, "fine": StageStatus.DONE,
+                             "slow": StageStatus.DONE}
+    assert "worker died" in result.errors[crash.__name__] and words in result.errors[crash.__name__]
+    assert result.results == {"fine": "fine", "slow": 0.5}
+    assert time.time() - start < 30
+
+
+def test_a_timeout_stops_the_stage_and_its_worker_and_others_go_on():
+    start = time.time()
+    result = run(downstream(sleepy(60).options(timeout=0.5)), fine())
+    assert result.status["sleepy"] is StageStatus.FAILED
+    assert "timed out after 0.5 s" in result.errors["sleepy"]
+    assert result.status["downstream"] is StageStatus.SKIPPED and result.results["fine"] == "fine"
+    assert time.time() - start < 20
+
+
+def test_a_timeout_with_one_core_runs_in_a_worker():
+    result = run(sleepy(60).options(timeout=0.3), num_cores=1)
+    assert result.status["sleepy"] is StageStatus.FAILED and "timed out" in result.errors["sleepy"]
+
+
+def test_retries_rerun_a_failing_stage_and_report_each_attempt(tmp_path):
+    marker = tmp_path / "attempts"
+
+    @stage(retries=2, retry_delay=0.05)
+    def flaky(path):
+        with open(path, "a") as f:
+            f.write("x")
+        with open(path) as f:
+            tries = len(f.read())
+        if tries < 3:
+            raise RuntimeError("not yet")
+        return "third time lucky"
+
+    events = []
+    result = run(flaky(str(marker)), on_event=events.append)
+    assert result.results["flaky"] == "third time lucky"
+    assert [e.attempt for e in events if e.status is StageStatus.RETRYING] == [1, 2]
+    assert [a.number for a in result.stage_records["flaky"].attempts] == [1, 2, 3]
+
+
+def test_the_final_error_keeps_every_attempt():
+    @stage(retries=1)
+    def always():
+        raise KeyError("missing")
+
+    result = run(always())
+    assert "failed after 2 attempts" in result.errors["always"]
+    assert result.errors["always"].count("KeyError") >= 2
+
+
+def test_fail_fast_cancels_the_rest():
+    @stage
+    def quick_fail():
+        time.sleep(0.2)
+        raise ValueError("stop")
+
+    start = time.time()
+    result = run(quick_fail(), sleepy(30).named("long"), downstream(sleepy(30).named("later")),
+                 fail_fast=True)
+    assert result.status["quick_fail"] is StageStatus.FAILED
+    assert result.status["long"] is StageStatus.CANCELLED
+    assert result.status["later"] in (StageStatus.CANCELLED,)
+    assert result.status["downstream"] is StageStatus.CANCELLED
+    assert time.time() - start < 10
+
+
+def test_cancel_a_non_blocking_run_within_two_seconds():
+    stages = [sleepy(30).named(f"s{i}") for i in range(6)]
+    handle = Pipeline().add_stages(downstream(fine()), *stages).start(num_cores=2, block=False)
+    time.sleep(1.0)
+    handle.cancel()
+    start = time.time()
+    handle.wait(timeout=10)  # cancelled stages are not failures: no PipelineError
+    assert time.time() - start < 2
+    statuses = set(handle.status.values())
+    assert StageStatus.RUNNING not in statuses and StageStatus.QUEUED not in statuses
+    assert statuses <= {StageStatus.DONE, StageStatus.CANCELLED}
+    assert handle.results.get("fine") == "fine"
+    assert not live_children()
+
+
+def test_ctrl_c_during_a_blocking_run_cleans_up_and_reraises():
+    main = threading.main_thread().ident
+    timer = threading.Timer(1.0, lambda: signal.pthread_kill(main, signal.SIGINT))
+    pipeline = Pipeline().add_stages(fine(), *[sleepy(30).named(f"s{i}") for i in range(4)])
+    timer.start()
+    start = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.start(num_cores=2)
+    assert time.time() - start < 5
+    last = pipeline.last_run
+    assert last.status["fine"] is StageStatus.DONE and last.results["fine"] == "fine"
+    assert all(s in (StageStatus.DONE, StageStatus.CANCELLED) for s in last.status.values())
+    assert not live_children()
+
+
+def test_unpicklable_exception_sys_exit_and_megabytes_of_output():
+    start = time.time()
+    result = run(raises_unpicklable(), calls_sys_exit(), loud())
+    assert result.status["raises_unpicklable"] is StageStatus.FAILED
+    assert "Unpicklable: carries a lock" in result.errors["raises_unpicklable"]
+    assert result.status["calls_sys_exit"] is StageStatus.FAILED
+    assert "sys.exit(3)" in result.stage_records["calls_sys_exit"].error.message
+    assert result.results["loud"] == "done"
+    output = result.outputs["loud"]
+    assert len(output) < 1.1e6 and "earlier characters of output dropped" in output
+    assert time.time() - start < 60
+
+
+def test_a_stage_that_starts_a_subprocess_leaves_nothing_behind_on_timeout():
+    @stage(timeout=0.5)
+    def spawner():
+        import subprocess
+
+        subprocess.Popen(["sleep", "60"])
+        time.sleep(60)
+
+    result = run(spawner())
+    assert result.status["spawner"] is StageStatus.FAILED
