@@ -138,11 +138,14 @@ class Pipeline:
             drawing.update(last)
         return figure_png(drawing.figure, close=True)
 
-    def widget(self) -> Any:
-        """A live ipywidgets view of this pipeline (DAG, progress, stage details, buttons)."""
+    def widget(self, num_cores: int = 2) -> Any:
+        """A live ipywidgets view of this pipeline: DAG, progress, stage details, Run/Cancel."""
         from pydags.widget import PipelineWidget
 
-        return PipelineWidget(self)
+        widget = PipelineWidget(self, num_cores=num_cores)
+        if self.last_run is not None:
+            widget.attach(self.last_run)
+        return widget
 
     # --- running -------------------------------------------------------------
     def start(
@@ -176,7 +179,7 @@ class Pipeline:
         chosen = self._executor(executor, cores, plan)
         run.workers = chosen.capacity if not chosen.eager else getattr(chosen, "workers", 1)
         cached = self._reusable(plan, cache=cache, resume=resume)
-        widget = self._show(run) if (show is None and _in_notebook()) or show else None
+        widget = self._show(run, cores) if (show is None and _in_notebook()) or show else None
         if widget is None and not (show is False and block is False):
             run.subscribe(_echo_worker_output(run))
         if on_event is not None:
@@ -252,12 +255,12 @@ class Pipeline:
 
         return clear(self)
 
-    def _show(self, run: Run) -> Any:
-        from IPython.display import display
+    def _show(self, run: Run, num_cores: int) -> Any:
+        from pydags.widget import PipelineWidget
 
-        widget = self.widget()
+        widget = PipelineWidget(self, num_cores=num_cores)
         widget.attach(run)
-        display(widget)
+        widget.show()
         return widget
 
     def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
