@@ -211,11 +211,11 @@ def _encode(canvas: FigureCanvasAgg) -> bytes:
     return out.getvalue()
 
 
-def figure_png(figure: Figure, *, close: bool = False, dpi: float | None = None) -> bytes:
+def figure_png(figure: Figure) -> bytes:
     """Render a whole figure to PNG bytes."""
     canvas = figure.canvas
     if not isinstance(canvas, FigureCanvasAgg):
         canvas = FigureCanvasAgg(figure)
     out = io.BytesIO()
-    canvas.print_png(out, dpi=dpi or figure.dpi)
+    canvas.print_png(out)
     return out.getvalue()

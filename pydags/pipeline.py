@@ -136,7 +136,7 @@ class Pipeline:
         drawing = Drawing(self.graph)
         if last:
             drawing.update(last)
-        return figure_png(drawing.figure, close=True)
+        return figure_png(drawing.figure)
 
     def widget(self, num_cores: int = 2) -> Any:
         """A live ipywidgets view of this pipeline: DAG, progress, stage details, Run/Cancel."""

@@ -1,0 +1,129 @@
+"""The terminal front end: ``pydags run FILE.py[:NAME]`` and ``pydags show FILE.py[:NAME]``."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pydags.pipeline import Pipeline
+from pydags.run import Event, Run
+from pydags.status import PALETTE, StageStatus
+
+
+class CommandError(Exception):
+    """A one-line problem with the command's input (exit code 2)."""
+
+
+def find_pipeline(target: str) -> Pipeline:
+    """Import ``FILE.py`` and return its pipeline named ``NAME`` (or its only pipeline)."""
+    path, _, name = target.partition(":")
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"no such file: {path}")
+    sys.path.insert(0, str(file.resolve().parent))
+    try:
+        namespace = runpy.run_path(str(file), run_name="__pydags__")
+    except Exception as exc:
+        raise CommandError(f"{path} raised {type(exc).__name__}: {exc}") from None
+    found = {k: v for k, v in namespace.items() if isinstance(v, Pipeline)}
+    if name:
+        if name not in found:
+            raise CommandError(f"{path} has no pipeline named {name!r} "
+                               f"(it has: {', '.join(found) or 'none'})")
+        return found[name]
+    if not found:
+        raise CommandError(f"{path} defines no Pipeline at top level")
+    if len(found) > 1:
+        raise CommandError(f"{path} defines several pipelines ({', '.join(found)}); "
+                           f"pick one with {path}:NAME")
+    return next(iter(found.values()))
+
+
+def progress_table(run: Run) -> Table:
+    """Done/total, the running stages and the failures so far."""
+    counts = run.counts()
+    finished = sum(n for s, n in counts.items() if s.finished)
+    running = [n for n, s in run.status.items() if s is StageStatus.RUNNING]
+    table = Table.grid(padding=(0, 2))
+    table.add_row(f"[bold]{finished}/{len(run.stage_records)}[/] stages finished",
+                  f"{run.wall_time or 0:.1f}s")
+    table.add_row("running:", ", ".join(running[:8]) + (" …" if len(running) > 8 else ""))
+    failed = run.failed()
+    if failed:
+        table.add_row("[red]failed:[/]", ", ".join(failed))
+    return table
+
+
+def summary_table(run: Run) -> Table:
+    """Every stage with its status and duration, and the run's totals."""
+    table = Table(title=f"{run.pipeline_name}: {run.wall_time or 0:.2f}s")
+    for column in ("stage", "status", "seconds", "worker"):
+        table.add_column(column)
+    for record in run.stage_records.values():
+        look = PALETTE[record.status].rich
+        took = f"{record.duration:.2f}" if record.duration is not None else "-"
+        table.add_row(record.name, f"[{look}]{record.status.value}[/]", took,
+                      record.worker or "-")
+    return table
+
+
+def run_command(args: argparse.Namespace, console: Console) -> int:
+    pipeline = find_pipeline(args.target)
+    live = Live(console=console, refresh_per_second=8, transient=True)
+    holder: dict[str, Run] = {}
+
+    def refresh(_: Event) -> None:
+        if "run" in holder:
+            live.update(progress_table(holder["run"]))
+
+    with live:
+        run = pipeline.start(num_cores=args.cores, show=False, block=False,
+                             raise_on_error=False, on_event=refresh)
+        holder["run"] = run
+        run.wait()
+    console.print(summary_table(run))
+    from pydags.timeline import efficiency_summary
+
+    console.print(efficiency_summary(run))
+    for name in run.failed():
+        console.print(f"[red]stage {name!r} failed:[/]\n{run.errors[name]}")
+    return 0 if run.ok else 1
+
+
+def show_command(args: argparse.Namespace, console: Console) -> int:
+    pipeline = find_pipeline(args.target)
+    pipeline.visualize().savefig(args.output, dpi=110)
+    console.print(f"{pipeline!r} drawn to {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pydags", description="Run or draw a pydags pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a pipeline with live progress")
+    run.add_argument("target", help="FILE.py or FILE.py:NAME")
+    run.add_argument("--cores", type=int, default=1, help="stages at once (-1: every core)")
+    show = commands.add_parser("show", help="save a drawing of a pipeline")
+    show.add_argument("target", help="FILE.py or FILE.py:NAME")
+    show.add_argument("-o", "--output", default="dag.png", help="image file (default dag.png)")
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "run":
+            if args.cores == 0 or args.cores < -1:
+                raise CommandError("--cores must be 1 or more, or -1 for every core")
+            return run_command(args, console)
+        return show_command(args, console)
+    except CommandError as exc:
+        print(f"pydags: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The terminal front end, run as a real command in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+from pydags import Pipeline, stage
+
+@stage
+def load():
+    print("loading")
+    return 2
+
+@stage
+def double(x):
+    return 2 * x
+
+flow = Pipeline("flow").add_stages(double(load()))
+"""
+
+FAILING = SCRIPT + """
+@stage
+def broken(x):
+    raise ValueError("broken stage")
+
+bad = Pipeline("bad").add_stages(broken(load()))
+"""
+
+
+def pydags(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pydags.cli", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "flows.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def test_run_prints_a_summary_and_exits_zero(script):
+    result = pydags("run", str(script), "--cores", "2")
+    assert result.returncode == 0, result.stderr
+    assert "double" in result.stdout and "done" in result.stdout
+    assert "parallel efficiency" in result.stdout
+
+
+def test_a_failing_stage_exits_non_zero_with_its_traceback(tmp_path):
+    path = tmp_path / "flows.py"
+    path.write_text(FAILING)
+    result = pydags("run", f"{path}:bad")
+    assert result.returncode == 1
+    assert "failed" in result.stdout and "ValueError: broken stage" in result.stdout
+
+
+def test_show_saves_the_drawing(script, tmp_path):
+    out = tmp_path / "dag.png"
+    result = pydags("show", str(script), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.py"], "no such file: missing.py"),
+        (["run", "{script}:nope"], "no pipeline named 'nope'"),
+        (["run", "{several}"], "several pipelines"),
+        (["run", "{script}", "--cores", "0"], "--cores"),
+        (["fly"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(script, tmp_path, args, message):
+    several = tmp_path / "several.py"
+    several.write_text(FAILING)
+    args = [a.format(script=script, several=several) for a in args]
+    result = pydags(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3  # argparse adds its usage line
