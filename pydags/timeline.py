@@ -31,7 +31,9 @@ def figures(run: Run) -> dict[str, Any]:
 def efficiency_summary(run: Run) -> str:
     """The figures as one line of text."""
     f = figures(run)
-    longest = f"; longest stage {f['longest'][0]} ({f['longest'][1]:.2f}s)" if f["longest"] else ""
+    longest = ""
+    if f["longest"]:
+        longest = f"; longest stage {f['longest'][0]} ({f['longest'][1]:.2f}s)"
     return (f"wall {f['wall']:.2f}s, stage time {f['work']:.2f}s on {f['workers']} worker(s), "
             f"parallel efficiency {f['efficiency']:.0%}{longest}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -42,11 +43,11 @@ def test_layout_edges_go_left_to_right_and_boxes_never_overlap(n, seed):
     for u, v in pipeline.graph.edges:
         assert boxes[u].x1 < boxes[v].x0, (u, v)
     by_column = {}
-    for name, box in boxes.items():
+    for box in boxes.values():
         by_column.setdefault(round(box.x0, 6), []).append(box)
     for column in by_column.values():
         column.sort(key=lambda b: b.y0)
-        for lower, upper in zip(column, column[1:], strict=False):
+        for lower, upper in itertools.pairwise(column):
             assert lower.y1 < upper.y0
     for name, text in drawing.texts.items():
         assert text.get_text().replace("\n", "") == name

@@ -108,7 +108,7 @@ def test_unknown_names_and_commands(shell):
 
 
 def test_a_failing_stage_shows_its_own_traceback_and_keeps_the_partial_run(shell, capsys):
-    with pytest.raises(UsageError, match="fails.*failed"):
+    with pytest.raises(UsageError, match=r"fails.*failed"):
         shell.run_cell_magic("pydags", "bad --no-widget",
                              "def ok():\n    return 1\n\ndef fails(ok):\n"
                              "    raise ValueError('bad value')\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from matplotlib.testing.compare import compare_images
 from test_draw import BASELINE
 
@@ -19,7 +21,8 @@ def synthetic_run() -> Run:
     for name, worker, start, end in [("a", "w1", 100, 102), ("b", "w2", 100, 101),
                                      ("c", "w2", 102, 104)]:
         record = run.stage_records[name]
-        record.status, record.start, record.end, record.worker = StageStatus.DONE, start, end, worker
+        record.status, record.worker = StageStatus.DONE, worker
+        record.start, record.end = start, end
         record.attempts.append(Attempt(1, worker, start, end, StageStatus.DONE))
     return run
 
@@ -43,7 +46,7 @@ def test_tutorial_timeline_rows_bars_and_dependencies():
     assert len(rows) <= 2
     for spans in rows.values():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert end <= start
     records = run.stage_records
     for name in pipeline.graph:
