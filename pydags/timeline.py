@@ -39,7 +39,7 @@ def efficiency_summary(run: Run) -> str:
 
 
 def critical_path(run: Run) -> list[str]:
-    """The chain of stages that ended last: each one's latest-ending dependency, back to a source."""
+    """The chain of stages that ended last, following the latest-ending dependency back."""
     records = run.stage_records
     ended = [r for r in records.values() if r.end is not None]
     if not ended:
