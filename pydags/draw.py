@@ -78,10 +78,12 @@ class Drawing:
     """One pipeline drawn once; ``update`` recolours, ``png`` repaints what changed."""
 
     def __init__(self, graph: nx.DiGraph, ax=None, *, layout: str = "layered",
-                 figsize: tuple[float, float] | None = None, dpi: float = 100):
+                 figsize: tuple[float, float] | None = None, dpi: float = 100,
+                 max_pixels: float | None = None, legend: str = "present"):
         if layout != "layered":
             raise ValueError(f"layout must be 'layered', not {layout!r}")
         self.graph = graph
+        self.legend = legend  # "present": the statuses drawn; "all": every status
         grid, columns = layered_layout(graph)
         labels = {n: wrap_label(str(n)) for n in graph}
         lines = max((len(v) for v in labels.values()), default=1)
@@ -96,7 +98,10 @@ class Drawing:
         width = 2 * MARGIN + len(columns) * BOX_WIDTH + max(len(columns) - 1, 0) * GAP_X
         height = 2 * MARGIN + tallest * row - GAP_Y + 0.45  # room for the legend
         if ax is None:
-            self.figure = Figure(figsize=figsize or (max(width, 3.0), max(height, 1.6)), dpi=dpi)
+            size = figsize or (max(width, 3.0), max(height, 1.6))
+            if max_pixels:  # a huge DAG is drawn smaller rather than slower
+                dpi = min(dpi, (max_pixels / (size[0] * size[1])) ** 0.5)
+            self.figure = Figure(figsize=size, dpi=dpi)
             ax = self.figure.add_axes((0, 0, 1, 1))
         else:
             self.figure = ax.figure
@@ -157,7 +162,8 @@ class Drawing:
             self.texts[node].set_color("white" if new in _DARK else "black")
             self.status[node] = new
             self._dirty.add(node)
-        shown = [s for s in StageStatus if s in set(self.status.values())]
+        present = set(self.status.values())
+        shown = [s for s in StageStatus if self.legend == "all" or s in present]
         if self._legend is None or self._legend_statuses != shown:
             if self._legend is not None:
                 self._legend.remove()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pydags.pipeline import Pipeline
 
 REDRAW_SECONDS = 0.15  # at most one redraw this often while a run goes on
+MAX_PIXELS = 1.5e6  # the live picture's size limit; larger DAGs are drawn at a lower dpi
 
 
 class PipelineWidget(widgets.VBox):
@@ -35,11 +36,12 @@ class PipelineWidget(widgets.VBox):
         self.num_cores = num_cores
         self.run: Run | None = None
         self.redraws = 0
-        self._drawing = Drawing(pipeline.graph, dpi=80)
+        self._drawing = Drawing(pipeline.graph, dpi=80, max_pixels=MAX_PIXELS, legend="all")
         self._lock = threading.Lock()
         self._last_draw = 0.0
         self._timer: threading.Timer | None = None
         self._display: Any = None
+        self._finished = 0  # stages of the followed run that reached a final status
         self.image = widgets.Image(value=self._drawing.png(), format="png",
                                    layout=widgets.Layout(max_width="100%"))
         self.progress = widgets.IntProgress(value=0, min=0, max=len(pipeline),
@@ -63,6 +65,7 @@ class PipelineWidget(widgets.VBox):
         """Follow ``run``: reset the view, then redraw from its events."""
         with self._lock:
             self.run = run
+            self._finished = sum(1 for s in run.status.values() if s.finished)
             self._drawing.update({name: StageStatus.PENDING for name in self._drawing.graph})
         run.subscribe(self._on_event)
         self.cancel_button.disabled = False
@@ -86,15 +89,14 @@ class PipelineWidget(widgets.VBox):
         run = self.run
         if run is None:
             return
-        final = all(s.finished for s in run.status.values())
-        wait = self._last_draw + REDRAW_SECONDS - time.time()
-        if final:
+        if event.status.finished:
+            self._finished += 1
+        if self._finished == len(run.stage_records):
             self._redraw()
             if self._display is not None:  # the static fallback shows the final state too
                 self._display.update(self)
-        elif wait <= 0:
-            self._redraw()
-        elif self._timer is None:
+        elif self._timer is None:  # draw on a timer thread: the scheduler never waits for it
+            wait = max(0.0, self._last_draw + REDRAW_SECONDS - time.time())
             self._timer = threading.Timer(wait, copy_context().run, args=(self._redraw,))
             self._timer.daemon = True
             self._timer.start()
