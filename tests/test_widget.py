@@ -36,8 +36,9 @@ def after(x):
 
 
 def colours_in(png: bytes, least: int = 40) -> set[str]:
-    """Colours that fill at least ``least`` pixels of the image (no anti-aliasing strays)."""
-    pixels = np.asarray(Image.open(io.BytesIO(bytes(png))).convert("RGB")).reshape(-1, 3)
+    """Colours filling at least ``least`` pixels above the legend (no anti-aliasing strays)."""
+    image = np.asarray(Image.open(io.BytesIO(bytes(png))).convert("RGB"))
+    pixels = image[:-40].reshape(-1, 3)
     colours, counts = np.unique(pixels, axis=0, return_counts=True)
     return {"#{:02x}{:02x}{:02x}".format(*c) for c, n in zip(colours, counts, strict=True)
             if n >= least}

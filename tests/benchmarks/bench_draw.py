@@ -46,13 +46,14 @@ def draw_times() -> None:
     print(f"as the live widget draws them (dpi 80, at most {MAX_PIXELS:,.0f} pixels):")
     for n in (50, 200, 500):
         graph = random_pipeline(n).graph
-        full = best(3, lambda g=graph: Drawing(g, dpi=80, max_pixels=MAX_PIXELS, legend="all").png())
-        drawing = Drawing(graph, dpi=80, max_pixels=MAX_PIXELS, legend="all")
+        options = dict(dpi=80, max_pixels=MAX_PIXELS, legend="all")
+        full = best(3, lambda g=graph: Drawing(g, **options).png())
+        drawing = Drawing(graph, **options)
         drawing.png()
         names = list(graph)
         statuses = [StageStatus.RUNNING, StageStatus.DONE]
 
-        def redraw(d=drawing, names=names):
+        def redraw(d=drawing, names=names, statuses=statuses):
             # a typical throttled update: a handful of stages changed since the last one
             for name in random.sample(names, 5):
                 d.update({name: random.choice(statuses)})
