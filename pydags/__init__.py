@@ -17,10 +17,6 @@ _EXPORTS = {
     "CycleError": "pydags.errors",
     "Run": "pydags.run",
     "Event": "pydags.run",
-    "RedisStage": "pydags.store_stages",
-    "DiskCacheStage": "pydags.store_stages",
-    "DiskStore": "pydags.store",
-    "RedisStore": "pydags.store",
 }
 
 __all__ = [*_EXPORTS, "Stage", "StageStatus", "load_ipython_extension", "stage",

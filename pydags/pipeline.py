@@ -34,7 +34,6 @@ class Pipeline:
         self._graph: nx.DiGraph | None = None
         self._drawing: Any = None
         self.runs: deque[Run] = deque(maxlen=HISTORY)
-        self.store: Any = None
         self.add_stages(*stages)
 
     # --- building ------------------------------------------------------------
@@ -157,16 +156,16 @@ class Pipeline:
         show: bool | None = None,
         raise_on_error: bool = True,
         fail_fast: bool = False,
-        cache: bool = False,
         resume: bool = False,
         on_event: Any = None,
     ) -> Run:
         """Run the pipeline; returns the run result (or, with ``block=False``, its handle).
 
         ``num_cores``: stages at once (1 runs here, in this process; -1 uses every core).
-        ``executor``: a ``dask.distributed.Client`` or scheduler address to run on a cluster.
+        ``executor``: an ``Executor`` to run the stages on instead.
         ``show``: display the live widget (default: in a notebook). ``fail_fast``: cancel the
-        rest at the first failure. ``cache``/``resume``: reuse stored or earlier results.
+        rest at the first failure. ``resume``: keep the stages that succeeded in the last run
+        and rerun only the others.
         ``on_event``: a function called with every status change.
         Raises ``PipelineError`` when a stage failed, unless ``raise_on_error=False``.
         """
@@ -178,16 +177,12 @@ class Pipeline:
         run._raise_on_error = raise_on_error
         chosen = self._executor(executor, cores, plan)
         run.workers = chosen.capacity if not chosen.eager else getattr(chosen, "workers", 1)
-        cached = self._reusable(plan, cache=cache, resume=resume)
+        cached = self._reusable(plan, resume=resume)
         widget = self._show(run, cores) if (show is None and _in_notebook()) or show else None
         if widget is None and not (show is False and block is False):
             run.subscribe(_echo_worker_output(run))
         if on_event is not None:
             run.subscribe(on_event)
-        if cache:
-            from pydags.cache import remember_results
-
-            run.subscribe(remember_results(self, run, plan))
         scheduler = Scheduler(plan, chosen, run, fail_fast=fail_fast, cached=cached)
         self.runs.append(run)
         if block:
@@ -221,11 +216,10 @@ class Pipeline:
 
     def _executor(self, executor: Any, cores: int, plan: Plan) -> Executor:
         if executor is not None:
-            if isinstance(executor, Executor):
-                return executor
-            from pydags.executors.dask import DaskExecutor
-
-            return DaskExecutor(executor, num_cores=cores if cores > 1 else None)
+            if not isinstance(executor, Executor):
+                raise TypeError(f"executor must be a pydags Executor, not "
+                                f"{type(executor).__name__}")
+            return executor
         if cores == 1:
             from pydags.executors.inline import InlineExecutor
 
@@ -234,26 +228,15 @@ class Pipeline:
 
         return ProcessExecutor(min(cores, len(plan.stages)))
 
-    def _reusable(self, plan: Plan, *, cache: bool, resume: bool) -> dict[str, Any]:
-        reused: dict[str, Any] = {}
-        if resume:
-            last = self.last_run
-            if last is None:
-                raise ValueError(f"resume=True: pipeline {self.name!r} has no earlier run "
-                                 "in this session; start it once first")
-            reused = {n: last.results[n] for n, s in last.status.items()
-                      if s.succeeded and n in plan.stages and n in last.results}
-        if cache:
-            from pydags.cache import cached_results
-
-            reused.update(cached_results(self, plan))
-        return reused
-
-    def clear_cache(self) -> int:
-        """Delete this pipeline's cached results; returns how many were removed."""
-        from pydags.cache import clear
-
-        return clear(self)
+    def _reusable(self, plan: Plan, *, resume: bool) -> dict[str, Any]:
+        if not resume:
+            return {}
+        last = self.last_run
+        if last is None:
+            raise ValueError(f"resume=True: pipeline {self.name!r} has no earlier run "
+                             "in this session; start it once first")
+        return {n: last.results[n] for n, s in last.status.items()
+                if s.succeeded and n in plan.stages and n in last.results}
 
     def _show(self, run: Run, num_cores: int) -> Any:
         from pydags.widget import PipelineWidget

@@ -19,7 +19,6 @@ class Stage:
     retries: int = 0
     retry_delay: float = 0.0
     timeout: float | None = None
-    cache: bool = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Stage:
         self = super().__new__(cls)
@@ -70,10 +69,9 @@ class Stage:
         retries: int | None = None,
         retry_delay: float | None = None,
         timeout: float | None = None,
-        cache: bool | None = None,
     ) -> Stage:
-        """Set retries, retry delay, timeout (seconds) or caching for this stage only."""
-        given = dict(retries=retries, retry_delay=retry_delay, timeout=timeout, cache=cache)
+        """Set retries, retry delay or timeout (seconds) for this stage only."""
+        given = dict(retries=retries, retry_delay=retry_delay, timeout=timeout)
         _check_options(self.name, given)
         for key, value in given.items():
             if value is not None:
@@ -97,10 +95,6 @@ class Stage:
     def callable(self) -> Callable[..., Any]:
         """What a worker calls with the resolved arguments."""
         return self.run
-
-    def code(self) -> Any:
-        """The code that defines this stage, for cache fingerprints."""
-        return type(self)
 
     def __getstate__(self) -> dict[str, Any]:
         # A worker needs the stage's own settings, not the graph around it.
@@ -132,9 +126,6 @@ class FunctionStage(Stage):
     def callable(self) -> Callable[..., Any]:
         return self.function
 
-    def code(self) -> Any:
-        return self.function
-
 
 class StageFunction:
     """What ``@stage`` returns: calling it makes a stage; ``.func`` is the plain function."""
@@ -157,13 +148,12 @@ def stage(
     retries: int | None = None,
     retry_delay: float | None = None,
     timeout: float | None = None,
-    cache: bool | None = None,
 ) -> Any:
     """Turn a function into a stage factory: ``load()`` returns a stage, it does not run.
 
     Use bare (``@stage``) or with options (``@stage(retries=2, timeout=30)``).
     """
-    options = dict(retries=retries, retry_delay=retry_delay, timeout=timeout, cache=cache)
+    options = dict(retries=retries, retry_delay=retry_delay, timeout=timeout)
 
     def wrap(func: Callable[..., Any]) -> StageFunction:
         if not callable(func):
@@ -208,12 +198,3 @@ def resolve(value: Any, results: dict[str, Any]) -> Any:
     if type(value) is dict:
         return {key: resolve(item, results) for key, item in value.items()}
     return value
-
-
-def __getattr__(attribute: str) -> Any:
-    # RedisStage and DiskCacheStage live with the stores; import them on first use.
-    if attribute in ("RedisStage", "DiskCacheStage"):
-        from pydags import store_stages
-
-        return getattr(store_stages, attribute)
-    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -289,3 +289,28 @@ def test_ten_thousand_stages_build_and_validate_quickly():
     pipeline = Pipeline().add_stages(stages)
     assert len(pipeline.stages) == 10_000
     assert time.perf_counter() - start < 10  # a hang catcher; the benchmark prints the time
+
+
+def test_resume_reruns_only_what_did_not_succeed(tmp_path):
+    flag = tmp_path / "fixed"
+
+    @stage
+    def counted(path):
+        with open(path, "a") as f:
+            f.write("x")
+        return 1
+
+    @stage
+    def needs_fix(x, path):
+        if not path.exists():
+            raise RuntimeError("not fixed yet")
+        return x + 1
+
+    runs_file = tmp_path / "runs"
+    pipeline = Pipeline().add_stages(needs_fix(counted(str(runs_file)), flag))
+    first = pipeline.start(raise_on_error=False)
+    assert first.status["needs_fix"] is StageStatus.FAILED
+    flag.write_text("yes")
+    second = pipeline.start(resume=True)
+    assert second.status == {"counted": StageStatus.CACHED, "needs_fix": StageStatus.DONE}
+    assert second.results["needs_fix"] == 2 and runs_file.read_text() == "x"

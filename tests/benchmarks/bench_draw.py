@@ -47,7 +47,7 @@ def draw_times() -> None:
     for n in (50, 200, 500):
         graph = random_pipeline(n).graph
         options = dict(dpi=80, max_pixels=MAX_PIXELS, legend="all")
-        full = best(3, lambda g=graph: Drawing(g, **options).png())
+        full = best(3, lambda g=graph, o=options: Drawing(g, **o).png())
         drawing = Drawing(graph, **options)
         drawing.png()
         names = list(graph)
