@@ -126,6 +126,7 @@ class Drawing:
         self.status: dict[object, StageStatus] = {}
         self._legend = None
         self._background = None
+        self._pixels: dict = {}  # each box's area on the canvas, padded for its border
         self._dirty: set = set()
         self.update({})
 
@@ -189,10 +190,11 @@ class Drawing:
             for artist in (*self.boxes.values(), *self.texts.values()):
                 artist.set_visible(True)
             self._dirty = set(self.graph)
-        renderer = canvas.get_renderer()
+            renderer = canvas.get_renderer()
+            self._pixels = {n: b.get_window_extent(renderer).padded(3)
+                            for n, b in self.boxes.items()}
         for node in self._dirty:
-            box = self.boxes[node]
-            bbox = box.get_window_extent(renderer).padded(3)
+            box, bbox = self.boxes[node], self._pixels[node]
             canvas.restore_region(self._background, bbox=_ints(bbox), xy=(bbox.x0, bbox.y0))
             self.ax.draw_artist(box)
             self.ax.draw_artist(self.texts[node])

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pydags.pipeline import Pipeline
 
 REDRAW_SECONDS = 0.15  # at most one redraw this often while a run goes on
+DRAW_SHARE = 0.1  # and drawing takes at most this share of the time, so the run keeps pace
 MAX_PIXELS = 1.5e6  # the live picture's size limit; larger DAGs are drawn at a lower dpi
 
 
@@ -42,6 +43,7 @@ class PipelineWidget(widgets.VBox):
         self._timer: threading.Timer | None = None
         self._display: Any = None
         self._finished = 0  # stages of the followed run that reached a final status
+        self._interval = REDRAW_SECONDS
         self.image = widgets.Image(value=self._drawing.png(), format="png",
                                    layout=widgets.Layout(max_width="100%"))
         self.progress = widgets.IntProgress(value=0, min=0, max=len(pipeline),
@@ -96,7 +98,7 @@ class PipelineWidget(widgets.VBox):
             if self._display is not None:  # the static fallback shows the final state too
                 self._display.update(self)
         elif self._timer is None:  # draw on a timer thread: the scheduler never waits for it
-            wait = max(0.0, self._last_draw + REDRAW_SECONDS - time.time())
+            wait = max(0.0, self._last_draw + self._interval - time.time())
             self._timer = threading.Timer(wait, copy_context().run, args=(self._redraw,))
             self._timer.daemon = True
             self._timer.start()
@@ -106,12 +108,15 @@ class PipelineWidget(widgets.VBox):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._last_draw = time.time()
+            start = time.time()
             if self.run is not None:
                 self._drawing.update(self.run.status)
             self.image.value = self._drawing.png()
             self.redraws += 1
             self._refresh_text()
+            self._last_draw = time.time()
+            cost = self._last_draw - start
+            self._interval = max(REDRAW_SECONDS, cost / DRAW_SHARE)
 
     def _refresh_text(self) -> None:
         run = self.run

@@ -7,8 +7,8 @@ import random
 import signal
 
 import pytest
-
 from conftest import wait_for_no_children
+
 from pydags import StageStatus
 from pydags.pipeline import Pipeline
 from pydags.stage import stage
