@@ -42,7 +42,6 @@ class PipelineWidget(widgets.VBox):
         self._last_draw = 0.0
         self._timer: threading.Timer | None = None
         self._display: Any = None
-        self._finished = 0  # stages of the followed run that reached a final status
         self._interval = REDRAW_SECONDS
         self.image = widgets.Image(value=self._drawing.png(), format="png",
                                    layout=widgets.Layout(max_width="100%"))
@@ -67,7 +66,6 @@ class PipelineWidget(widgets.VBox):
         """Follow ``run``: reset the view, then redraw from its events."""
         with self._lock:
             self.run = run
-            self._finished = sum(1 for s in run.status.values() if s.finished)
             self._drawing.update({name: StageStatus.PENDING for name in self._drawing.graph})
         run.subscribe(self._on_event)
         self.cancel_button.disabled = False
@@ -91,9 +89,8 @@ class PipelineWidget(widgets.VBox):
         run = self.run
         if run is None:
             return
-        if event.status.finished:
-            self._finished += 1
-        if self._finished == len(run.stage_records):
+        records = run.stage_records.values()
+        if event.status.finished and all(r.status.finished for r in records):
             self._redraw()
             if self._display is not None:  # the static fallback shows the final state too
                 self._display.update(self)
