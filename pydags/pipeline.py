@@ -176,7 +176,6 @@ class Pipeline:
         run = Run(self.name, list(plan.stages), plan.dependencies)
         run._raise_on_error = raise_on_error
         chosen = self._executor(executor, cores, plan)
-        run.workers = chosen.capacity if not chosen.eager else getattr(chosen, "workers", 1)
         cached = self._reusable(plan, resume=resume)
         widget = self._show(run, cores) if (show is None and _in_notebook()) or show else None
         if widget is None and not (show is False and block is False):

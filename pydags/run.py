@@ -74,7 +74,6 @@ class Run:
         self.results: dict[str, Any] = {}
         self.started: float | None = None
         self.ended: float | None = None
-        self.workers = 1
         self._subscribers: list[Subscriber] = []
         self._finished = threading.Event()
         self._cancel = threading.Event()
