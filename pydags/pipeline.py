@@ -162,7 +162,8 @@ class Pipeline:
         """Run the pipeline; returns the run result (or, with ``block=False``, its handle).
 
         ``num_cores``: stages at once (1 runs here, in this process; -1 uses every core).
-        ``executor``: an ``Executor`` to run the stages on instead.
+        ``executor``: a ``dask.distributed.Client`` or a scheduler address
+        (``"tcp://host:8786"``) to run the stages on that cluster.
         ``show``: display the live widget (default: in a notebook). ``fail_fast``: cancel the
         rest at the first failure. ``resume``: keep the stages that succeeded in the last run
         and rerun only the others.
@@ -215,10 +216,15 @@ class Pipeline:
 
     def _executor(self, executor: Any, cores: int, plan: Plan) -> Executor:
         if executor is not None:
-            if not isinstance(executor, Executor):
-                raise TypeError(f"executor must be a pydags Executor, not "
-                                f"{type(executor).__name__}")
-            return executor
+            if isinstance(executor, Executor):
+                return executor
+            if cores != 1:
+                raise ValueError("num_cores cannot be combined with a Dask executor: the "
+                                 "cluster's workers and threads set how many stages run at "
+                                 "once; leave num_cores out")
+            from pydags.executors.dask import DaskExecutor
+
+            return DaskExecutor(executor)
         if cores == 1:
             from pydags.executors.inline import InlineExecutor
 

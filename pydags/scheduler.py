@@ -7,7 +7,7 @@ Algorithm
     failed stage is retried after its delay while it has retries left; once it is
     FAILED for good, everything downstream of it is SKIPPED and independent branches go
     on. An *eager* executor (a Dask cluster) instead gets every stage at once, with its
-    upstream stages as placeholders, and resolves them on the cluster itself.
+    upstream results as the executor's own handles (futures), and resolves them itself.
 
 State (keyed by stage name; only this module changes it)
     waiting     name -> dependencies that have not succeeded yet
@@ -37,7 +37,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from pydags.executors.base import Executor, Job, Outcome, StageError, Started, Upstream
+from pydags.executors.base import Executor, Job, Outcome, StageError, Started
 from pydags.run import Attempt, Event, Run
 from pydags.stage import Stage, resolve
 from pydags.status import StageStatus
@@ -128,15 +128,16 @@ class Scheduler:
             self.executor.submit(self._job(name, self.run.results))
 
     def _submit_all(self) -> None:
-        results = {name: Upstream(name) for name in self.plan.stages} | self.run.results
+        results = dict(self.run.results)
         for name in self.plan.stages:  # stages are kept in topological order
             if name not in self.cached:
                 self._emit(name, StageStatus.QUEUED)
                 self.running.add(name)
                 job = self._job(name, results)
-                deps = self.plan.dependencies[name]
-                job.upstream = tuple(d for d in deps if d not in self.cached)
+                job.upstream = tuple(d for d in self.plan.dependencies[name]
+                                     if d not in self.cached)
                 self.executor.submit(job)
+                results[name] = self.executor.handle(name)
 
     def _job(self, name: str, results: dict[str, Any]) -> Job:
         stage = self.plan.stages[name]

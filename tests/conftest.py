@@ -12,12 +12,15 @@ import pytest
 matplotlib.use("Agg")
 
 
+_older: set[int] = set()  # children that existed before the current test (e.g. a Dask cluster)
+
+
 def live_children() -> list[psutil.Process]:
-    """Child processes of this test process that are still running (zombies excluded)."""
+    """Running children of this process started during the current test (zombies excluded)."""
     alive = []
     for child in psutil.Process(os.getpid()).children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
+            if child.pid not in _older and child.status() != psutil.STATUS_ZOMBIE:
                 alive.append(child)
         except psutil.NoSuchProcess:
             pass
@@ -35,6 +38,8 @@ def wait_for_no_children(seconds: float = 2.0) -> list[psutil.Process]:
 @pytest.fixture
 def no_orphans():
     """Fail the test if it leaves a child process running."""
+    _older.clear()
+    _older.update(p.pid for p in live_children())
     yield
     alive = wait_for_no_children()
     assert not alive, f"child processes left behind: {[p.cmdline() for p in alive]}"

@@ -39,7 +39,7 @@ class Job:
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 0.0
-    upstream: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()  # for eager executors: every stage this one waits for
 
 
 @dataclass
@@ -71,8 +71,9 @@ class Executor:
     """Runs jobs. The scheduler calls ``start``, ``submit``, ``poll``, ``cancel``, ``shutdown``.
 
     ``capacity`` is how many jobs may run at once. An ``eager`` executor takes every job
-    at once with upstream stages as ``Upstream`` markers and resolves them itself
-    (a Dask cluster); the others get jobs whose arguments are already resolved.
+    at once, in topological order, with each upstream result as the ``handle`` it gave for
+    that stage (a Dask future), and handles retries itself; the others get jobs whose
+    arguments are already resolved.
     """
 
     capacity: int = 1
@@ -85,6 +86,10 @@ class Executor:
         """Start ``job``; its end comes back through ``poll``."""
         raise NotImplementedError
 
+    def handle(self, name: str) -> Any:
+        """An eager executor's reference to the future result of a submitted stage."""
+        raise NotImplementedError
+
     def poll(self, timeout: float) -> list[Started | Outcome]:
         """Wait up to ``timeout`` seconds for news of submitted jobs."""
         raise NotImplementedError
@@ -94,13 +99,6 @@ class Executor:
 
     def shutdown(self) -> None:
         """Stop every worker; nothing may be left running."""
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """Placeholder for an upstream stage's result in an eager executor's job."""
-
-    name: str
 
 
 class _Capture(io.TextIOBase):

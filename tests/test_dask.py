@@ -1,0 +1,157 @@
+"""Pipelines on a Dask distributed cluster: a LocalCluster and a real scheduler with workers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+distributed = pytest.importorskip("distributed")  # the test extra installs it
+
+from pydags import StageStatus  # noqa: E402
+from pydags.examples import tutorial  # noqa: E402
+from pydags.executors import dask as dask_executor  # noqa: E402
+from pydags.pipeline import Pipeline  # noqa: E402
+from pydags.stage import stage  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    with distributed.Client(cluster) as client:
+        yield client
+    cluster.close()
+
+
+@stage
+def load():
+    return [4, 2, 9]
+
+
+@stage
+def clean(rows):
+    return sorted(rows)
+
+
+@stage
+def total(rows, offset=0):
+    return sum(rows) + offset
+
+
+@stage
+def broken(rows):
+    raise ValueError("broken on the cluster")
+
+
+def test_tutorial_on_two_workers_overlaps_and_respects_dependencies(client):
+    pipeline = tutorial.build()
+    events = []
+    run = pipeline.start(executor=client, on_event=events.append)
+    assert run.ok
+    records = run.stage_records
+    assert len({r.worker for r in records.values()}) == 2
+    assert all(r.worker.startswith("tcp://") for r in records.values())
+    one, two = records["stage_1"], records["stage_2"]
+    assert one.start < two.end and two.start < one.end
+    for name in pipeline.graph:
+        for dep in pipeline.graph.predecessors(name):
+            assert records[dep].end <= records[name].start, (dep, name)
+    assert {e.status for e in events} >= {StageStatus.QUEUED, StageStatus.RUNNING,
+                                          StageStatus.DONE}
+    assert run.outputs["stage_3"] == "Running stage 3\n"
+    assert len(run.timeline().axes[0].get_yticks()) == 2
+
+
+def test_results_flow_between_stages_on_the_cluster(client):
+    raw = load()
+    run = Pipeline().add_stages(total(clean(raw), offset=total(raw).named("raw_total"))).start(
+        executor=client)
+    assert run.results == {"load": [4, 2, 9], "clean": [2, 4, 9], "raw_total": 15,
+                           "total": 30}
+
+
+def test_a_failing_stage_skips_descendants_and_independent_branches_finish(client):
+    raw = load()
+    run = Pipeline().add_stages(total(broken(raw)), clean(raw)).start(executor=client,
+                                                                       raise_on_error=False)
+    assert run.status == {"load": StageStatus.DONE, "broken": StageStatus.FAILED,
+                          "total": StageStatus.SKIPPED, "clean": StageStatus.DONE}
+    assert "ValueError: broken on the cluster" in run.errors["broken"]
+    assert run.results["clean"] == [2, 4, 9]
+
+
+def test_retries_and_timeouts_on_the_cluster(client, tmp_path):
+    @stage(retries=2)
+    def flaky(path):
+        with open(path, "a") as f:
+            f.write("x")
+        with open(path) as f:
+            if len(f.read()) < 2:
+                raise RuntimeError("first attempt fails")
+        return "ok"
+
+    @stage(timeout=0.5)
+    def slow():
+        time.sleep(3)
+
+    events = []
+    run = Pipeline().add_stages(flaky(str(tmp_path / "n")), slow()).start(
+        executor=client, raise_on_error=False, on_event=events.append)
+    assert run.results["flaky"] == "ok"
+    assert [e.attempt for e in events if e.status is StageStatus.RETRYING] == [1]
+    assert run.status["slow"] is StageStatus.FAILED and "timed out" in run.errors["slow"]
+
+
+def test_functions_defined_by_exec_in_main_run_on_the_cluster(client):
+    module = types.ModuleType("__main__")
+    exec("from pydags import stage\nbase = 5\n@stage\ndef five():\n    return base\n"
+         "@stage\ndef square(x):\n    return (lambda v: v * v)(x)\n", module.__dict__)
+    run = Pipeline().add_stages(module.square(module.five())).start(executor=client)
+    assert run.results["square"] == 25
+
+
+def test_num_cores_with_dask_and_bad_executors_are_clear_errors(client, monkeypatch):
+    pipeline = Pipeline().add_stages(load())
+    with pytest.raises(ValueError, match="num_cores cannot be combined"):
+        pipeline.start(executor=client, num_cores=2)
+    with pytest.raises(TypeError, match="scheduler address"):
+        pipeline.start(executor=42)
+    monkeypatch.setattr(dask_executor, "Client", None)
+    with pytest.raises(ImportError, match=r"pydags\[dask\]"):
+        pipeline.start(executor="tcp://127.0.0.1:1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_scheduler_and_two_workers_by_address():
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--dashboard-address", ":0", "--no-show"],
+        stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+         "--host", "127.0.0.1", "--no-dashboard"], stderr=subprocess.DEVNULL)
+        for _ in range(2)]
+    try:
+        with distributed.Client(address, timeout=30) as probe:
+            probe.wait_for_workers(2, timeout=30)
+            known = set(probe.scheduler_info()["workers"])
+        run = Pipeline().add_stages(total(clean(load()))).start(executor=address)
+        assert run.results["total"] == 15
+        assert {r.worker for r in run.stage_records.values()} <= known
+    finally:
+        for process in [*workers, scheduler]:
+            process.terminate()
+        for process in [*workers, scheduler]:
+            process.wait(timeout=30)
