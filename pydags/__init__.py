@@ -17,6 +17,11 @@ _EXPORTS = {
     "CycleError": "pydags.errors",
     "Run": "pydags.run",
     "Event": "pydags.run",
+    "RedisStage": "pydags.stage",
+    "DiskCacheStage": "pydags.stage",
+    "DiskStore": "pydags.store",
+    "RedisStore": "pydags.store",
+    "DiskCacheStore": "pydags.store",
 }
 
 __all__ = [*_EXPORTS, "Stage", "StageStatus", "load_ipython_extension", "stage",

@@ -16,7 +16,7 @@ from pydags.errors import CycleError
 from pydags.executors.base import Executor
 from pydags.run import Event, Run
 from pydags.scheduler import Plan, Scheduler
-from pydags.stage import Stage
+from pydags.stage import FunctionStage, Stage
 from pydags.status import StageStatus
 
 if TYPE_CHECKING:
@@ -28,8 +28,10 @@ HISTORY = 20  # runs kept in ``pipeline.runs``
 class Pipeline:
     """A DAG of stages. Add stages, then ``visualize()`` or ``start()`` it."""
 
-    def __init__(self, name: str | None = None, stages: Iterable[Stage] = ()):
+    def __init__(self, name: str | None = None, stages: Iterable[Stage] = (), *,
+                 store: Any = None):
         self.name = name or "pipeline"
+        self._store = store
         self._stages: dict[str, Stage] = {}
         self._graph: nx.DiGraph | None = None
         self._drawing: Any = None
@@ -157,6 +159,7 @@ class Pipeline:
         raise_on_error: bool = True,
         fail_fast: bool = False,
         resume: bool = False,
+        cache: bool = False,
         on_event: Any = None,
     ) -> Run:
         """Run the pipeline; returns the run result (or, with ``block=False``, its handle).
@@ -166,7 +169,8 @@ class Pipeline:
         (``"tcp://host:8786"``) to run the stages on that cluster.
         ``show``: display the live widget (default: in a notebook). ``fail_fast``: cancel the
         rest at the first failure. ``resume``: keep the stages that succeeded in the last run
-        and rerun only the others.
+        and rerun only the others. ``cache``: reuse results stored by earlier runs for the
+        stages whose code and inputs did not change, and store the new ones.
         ``on_event``: a function called with every status change.
         Raises ``PipelineError`` when a stage failed, unless ``raise_on_error=False``.
         """
@@ -174,13 +178,21 @@ class Pipeline:
         if not self._stages:
             raise ValueError(f"pipeline {self.name!r} has no stages; add some with add_stages()")
         plan = self._plan()
+        self._connect_stores(plan)
         run = Run(self.name, list(plan.stages), plan.dependencies)
         run._raise_on_error = raise_on_error
         chosen = self._executor(executor, cores, plan)
         cached = self._reusable(plan, resume=resume)
+        if cache:
+            from pydags import cache as caching
+
+            prints = caching.fingerprints(plan)
+            cached = caching.cached_results(self, plan, prints) | cached
         widget = self._show(run, cores) if (show is None and _in_notebook()) or show else None
         if widget is None and not (show is False and block is False):
             run.subscribe(_echo_worker_output(run))
+        if cache:
+            run.subscribe(caching.remember_results(self, run, prints))
         if on_event is not None:
             run.subscribe(on_event)
         scheduler = Scheduler(plan, chosen, run, fail_fast=fail_fast, cached=cached)
@@ -199,6 +211,17 @@ class Pipeline:
         return run
 
     @property
+    def store(self) -> Any:
+        """Where class stages ``read``/``write`` by default and where results are cached:
+        the store given to ``Pipeline(store=...)``, else a ``DiskStore`` in
+        ``$PYDAGS_STORE`` or ``~/.cache/pydags/store``."""
+        if self._store is None:
+            from pydags.store import DiskStore
+
+            self._store = DiskStore()
+        return self._store
+
+    @property
     def last_run(self) -> Run | None:
         """The most recent run, or None."""
         return self.runs[-1] if self.runs else None
@@ -213,6 +236,23 @@ class Pipeline:
             below = max((cost[d] for d in self.graph.successors(name)), default=0.0)
             cost[name] = below + known.get(name, 1.0)
         return Plan(stages, deps, cost)
+
+    def _connect_stores(self, plan: Plan) -> None:
+        """Give class stages without a store the pipeline's; check every store is reachable."""
+        stores = {}
+        for item in plan.stages.values():
+            if item._store is None and not isinstance(item, FunctionStage):
+                item._store = self.store
+            if item._store is not None:
+                stores[id(item._store)] = item._store
+        for store in stores.values():
+            store.check()
+
+    def clear_cache(self) -> int:
+        """Delete this pipeline's cached results from its store; returns how many."""
+        from pydags.cache import clear
+
+        return clear(self)
 
     def _executor(self, executor: Any, cores: int, plan: Plan) -> Executor:
         if executor is not None:

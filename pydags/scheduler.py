@@ -106,8 +106,8 @@ class Scheduler:
             if name in self.cached:
                 self.run.results[name] = self.cached[name]
                 self._finish(name, StageStatus.CACHED)
-        for name in list(self.cached):
-            self._release_dependents(name)
+        for waiting in self.waiting.values():
+            waiting.difference_update(self.cached)
         if self.executor.eager:
             self._submit_all()
         else:

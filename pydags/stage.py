@@ -25,6 +25,7 @@ class Stage:
         self._args, self._kwargs = (), {}
         self._after: list[Stage] = []
         self._name: str | None = None
+        self._store: Any = None
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -77,6 +78,36 @@ class Stage:
             if value is not None:
                 setattr(self, key, value)
         return self
+
+    @property
+    def store(self) -> Any:
+        """Where ``read``/``write`` go: the stage's own store, else its pipeline's."""
+        return self._store
+
+    def read(self, key: str) -> Any:
+        """The artifact an earlier stage wrote under ``key``."""
+        from pydags.store import MissingKey
+
+        store = self._require_store()
+        try:
+            return store.get(key)
+        except KeyError:
+            raise MissingKey(
+                f"stage {self.name!r} read key {key!r}, which {store!r} does not hold; write "
+                f"it in an earlier stage and make this one run .after() that stage") from None
+
+    def write(self, key: str, value: Any) -> None:
+        """Keep ``value`` under ``key`` for later stages (and later runs)."""
+        try:
+            self._require_store().set(key, value)
+        except TypeError as exc:
+            raise TypeError(f"stage {self.name!r}: {exc}") from None
+
+    def _require_store(self) -> Any:
+        if self._store is None:
+            raise RuntimeError(f"stage {self.name!r} has no store; run it in a Pipeline "
+                               "(which gives it one) or pass one to the stage")
+        return self._store
 
     @property
     def dependencies(self) -> list[Stage]:
@@ -198,3 +229,53 @@ def resolve(value: Any, results: dict[str, Any]) -> Any:
     if type(value) is dict:
         return {key: resolve(item, results) for key, item in value.items()}
     return value
+
+
+class RedisStage(Stage):
+    """A class stage whose ``read``/``write`` use Redis, as in the published pydags:
+    ``MyStage(redis_instance=redis.Redis(...))`` (a ``redis://`` URL works too)."""
+
+    def __init__(self, *args: Any, redis_instance: Any = None, **kwargs: Any):
+        if redis_instance is None and args and _is_redis(args[0]):
+            redis_instance, args = args[0], args[1:]
+        if redis_instance is None:
+            raise TypeError(f"{type(self).__name__} needs redis_instance=redis.Redis(...) "
+                            "or a redis:// URL")
+        super().__init__(*args, **kwargs)
+        from pydags.store import RedisStore
+
+        self._store = RedisStore(redis_instance)
+
+    @property
+    def redis_instance(self) -> Any:
+        """The ``redis.Redis`` client (a new connection in each worker process)."""
+        return self._store.client
+
+
+class DiskCacheStage(Stage):
+    """A class stage whose ``read``/``write`` use a ``diskcache.Cache`` (or its folder), as in
+    the published pydags: ``MyStage(cache=diskcache.Cache(path))``."""
+
+    def __init__(self, *args: Any, cache: Any = None, **kwargs: Any):
+        if cache is None and args and _is_cache(args[0]):
+            cache, args = args[0], args[1:]
+        if cache is None:
+            raise TypeError(f"{type(self).__name__} needs cache=diskcache.Cache(path) or a "
+                            "folder path")
+        super().__init__(*args, **kwargs)
+        from pydags.store import DiskCacheStore
+
+        self._store = DiskCacheStore(cache)
+
+    @property
+    def cache(self) -> Any:
+        """The ``diskcache.Cache``."""
+        return self._store.cache
+
+
+def _is_redis(value: Any) -> bool:
+    return type(value).__module__.startswith("redis")
+
+
+def _is_cache(value: Any) -> bool:
+    return type(value).__module__.startswith("diskcache")

@@ -1,0 +1,235 @@
+"""Stores where stages keep artifacts: a private folder on disk (the default) or a Redis server.
+
+Values are serialized with cloudpickle. Loading a pickle runs code: never share a store
+with anyone you would not let run code on your machine.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import cloudpickle
+
+
+class MissingKey(KeyError):
+    """A stage read a key that nobody wrote."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Store:
+    """Where artifacts live: ``get``, ``set``, ``delete``, ``keys`` and an early ``check``."""
+
+    def get(self, key: str) -> Any:
+        """The value stored under ``key``; ``KeyError`` when there is none."""
+        raise NotImplementedError
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if it is there."""
+        raise NotImplementedError
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """The keys that start with ``prefix``."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise a clear error now if the store cannot be reached."""
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            self.get(key)
+        except KeyError:
+            return False
+        return True
+
+
+def dumps(key: str, value: Any) -> bytes:
+    """Serialize a value, naming the key when it cannot be."""
+    try:
+        return cloudpickle.dumps(value)
+    except Exception as exc:
+        raise TypeError(f"cannot store key {key!r}: a {type(value).__name__} cannot be "
+                        f"pickled ({exc})") from None
+
+
+def default_folder() -> Path:
+    """``$PYDAGS_STORE``, else ``~/.cache/pydags/store``."""
+    return Path(os.environ.get("PYDAGS_STORE") or Path.home() / ".cache" / "pydags" / "store")
+
+
+class DiskStore(Store):
+    """One file per key in a folder private to the user (mode 0700); writes are atomic."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else default_folder()
+
+    def _folder(self) -> Path:
+        if not self.path.is_dir():
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.chmod(0o700)
+        return self.path
+
+    def _file(self, key: str) -> Path:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"store keys are non-empty strings, not {key!r}")
+        name = quote(key, safe="") + ".pkl"
+        if len(name) > 250:
+            raise ValueError(f"store key too long ({len(key)} characters): {key[:40]!r}…")
+        return self._folder() / name
+
+    def get(self, key: str) -> Any:
+        try:
+            data = self._file(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        return pickle.loads(data)
+
+    def set(self, key: str, value: Any) -> None:
+        data = dumps(key, value)
+        target = self._file(key)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".writing-")
+        try:  # a crash at any point leaves the old value or the new one, never half of one
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def delete(self, key: str) -> None:
+        self._file(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        if not self.path.is_dir():
+            return []
+        found = (unquote(p.name[:-4]) for p in self.path.glob("*.pkl"))
+        return sorted(k for k in found if k.startswith(prefix))
+
+    def __repr__(self) -> str:
+        return f"DiskStore({str(self.path)!r})"
+
+
+class DiskCacheStore(Store):
+    """A ``diskcache.Cache`` (or a folder for one), as the published ``DiskCacheStage`` used."""
+
+    def __init__(self, cache: Any):
+        import diskcache
+
+        self.cache = diskcache.Cache(str(cache)) if isinstance(cache, (str, os.PathLike)) \
+            else cache
+
+    def get(self, key: str) -> Any:
+        data = self.cache.get(key, default=None, retry=True)
+        if data is None:
+            raise KeyError(key)
+        return pickle.loads(data)
+
+    def set(self, key: str, value: Any) -> None:
+        self.cache.set(key, dumps(key, value), retry=True)
+
+    def delete(self, key: str) -> None:
+        self.cache.delete(key, retry=True)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return sorted(k for k in self.cache.iterkeys() if str(k).startswith(prefix))
+
+    def __repr__(self) -> str:
+        return f"DiskCacheStore({self.cache.directory!r})"
+
+
+class RedisStore(Store):
+    """A Redis server, for workers that share no disk: a URL (``redis://``, ``rediss://`` for
+    TLS, with a password if needed) or a ``redis.Redis`` client."""
+
+    def __init__(self, server: Any = "redis://localhost:6379/0"):
+        try:
+            import redis
+        except ImportError:
+            raise ImportError("a Redis store needs the redis extra: "
+                              "pip install 'pydags[redis]'") from None
+        if isinstance(server, str):
+            self.url, self.options = server, {}
+        elif isinstance(server, redis.Redis):
+            self.url, self.options = None, _connection_options(server)
+        else:
+            raise TypeError(f"RedisStore takes a redis:// URL or a redis.Redis client, "
+                            f"not {type(server).__name__}")
+        self._client: Any = server if not isinstance(server, str) else None
+
+    @property
+    def client(self) -> Any:
+        """The ``redis.Redis`` client, made on first use (also in a worker process)."""
+        if self._client is None:
+            import redis
+
+            self._client = (redis.Redis.from_url(self.url) if self.url
+                            else redis.Redis(**self.options))
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "options": self.options, "_client": None}
+
+    def where(self) -> str:
+        """The server, for messages (without its password)."""
+        if self.url:
+            return self.url.split("@")[-1]
+        if "unix_socket_path" in self.options:
+            return f"unix:{self.options['unix_socket_path']}"
+        return f"{self.options.get('host')}:{self.options.get('port')}"
+
+    def check(self) -> None:
+        import redis
+
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise ConnectionError(f"cannot reach Redis at {self.where()}: {exc}. Start "
+                                  "redis-server, or fix the URL or password") from None
+
+    def get(self, key: str) -> Any:
+        data = self.client.get(key)
+        if data is None:
+            raise KeyError(key)
+        return pickle.loads(data)
+
+    def set(self, key: str, value: Any) -> None:
+        self.client.set(key, dumps(key, value))
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pattern = prefix.replace("*", r"\*") + "*"
+        return sorted(k.decode() for k in self.client.scan_iter(match=pattern))
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.where()!r})"
+
+
+def _connection_options(client: Any) -> dict[str, Any]:
+    """What a worker needs to open its own connection like ``client``'s."""
+    import redis
+
+    pool = client.connection_pool
+    given = pool.connection_kwargs
+    wanted = ("host", "port", "db", "username", "password", "path", "socket_timeout")
+    options = {k: given[k] for k in wanted if given.get(k) is not None}
+    if issubclass(pool.connection_class, redis.SSLConnection):
+        options["ssl"] = True
+    if issubclass(pool.connection_class, redis.UnixDomainSocketConnection):
+        options.pop("host", None)
+        options.pop("port", None)
+        options["unix_socket_path"] = options.pop("path")
+    return options
