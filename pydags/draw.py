@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Mapping
 
 import networkx as nx
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -96,7 +97,10 @@ class Drawing:
             centre[node] = (MARGIN + c * (BOX_WIDTH + GAP_X) + BOX_WIDTH / 2,
                             MARGIN + (tallest - 1 - r - offset) * row + self.box_height / 2)
         width = 2 * MARGIN + len(columns) * BOX_WIDTH + max(len(columns) - 1, 0) * GAP_X
-        height = 2 * MARGIN + tallest * row - GAP_Y + 0.45  # room for the legend
+        self._legend_columns = max(1, int(max(width, 3.0) / 1.05))
+        entries = len(StageStatus) if legend == "all" else 4
+        band = 0.2 + 0.22 * -(-entries // self._legend_columns)  # room for the legend rows
+        height = 2 * MARGIN + tallest * row - GAP_Y + band
         if ax is None:
             size = figsize or (max(width, 3.0), max(height, 1.6))
             if max_pixels:  # a huge DAG is drawn smaller rather than slower
@@ -107,7 +111,7 @@ class Drawing:
             self.figure = ax.figure
         self.ax = ax
         ax.set_xlim(0, max(width, 3.0))
-        ax.set_ylim(-0.45, max(height, 1.6) - 0.45)
+        ax.set_ylim(-band, max(height, 1.6) - band)
         ax.set_aspect("equal", adjustable="datalim")
         ax.axis("off")
         self._draw_edges(grid, centre)
@@ -125,9 +129,17 @@ class Drawing:
                                        gid=str(node), family="DejaVu Sans")
         self.status: dict[object, StageStatus] = {}
         self._legend = None
-        self._background = None
-        self._pixels: dict = {}  # each box's area on the canvas, padded for its border
+        self._base: np.ndarray | None = None  # the picture without stages (float RGB)
+        self._png: bytes | None = None  # the last picture encoded
+        self._pixels: dict = {}  # each box's area (rows, columns), padded for its border
         self._dirty: set = set()
+        self._stamp_node = next(iter(graph), None)
+        if self._stamp_node is not None:  # an invisible twin of one box, to draw sprites
+            twin = self.boxes[self._stamp_node]
+            self._stamp = FancyBboxPatch((twin.get_x(), twin.get_y()), BOX_WIDTH,
+                                         self.box_height, boxstyle=twin.get_boxstyle(),
+                                         linewidth=1.4, visible=False)
+            ax.add_patch(self._stamp)
         self.update({})
 
     def _draw_edges(self, grid: dict, centre: dict) -> None:
@@ -154,13 +166,7 @@ class Drawing:
             new = StageStatus(status.get(node, self.status.get(node, StageStatus.PENDING)))
             if self.status.get(node) is new:
                 continue
-            look = PALETTE[new]
-            box = self.boxes[node]
-            box.set_facecolor(look.fill)
-            box.set_edgecolor(look.edge)
-            box.set_linestyle(look.linestyle)
-            box.set_hatch(look.hatch)
-            self.texts[node].set_color("white" if new in _DARK else "black")
+            _apply(self.boxes[node], new)
             self.status[node] = new
             self._dirty.add(node)
         present = set(self.status.values())
@@ -171,51 +177,104 @@ class Drawing:
             handles = [Patch(facecolor=PALETTE[s].fill, edgecolor=PALETTE[s].edge,
                              linestyle=PALETTE[s].linestyle, hatch=PALETTE[s].hatch,
                              label=s.value) for s in shown]
-            self._legend = self.ax.legend(handles=handles, loc="lower left", ncol=len(shown),
+            columns = min(len(shown), self._legend_columns) or 1
+            self._legend = self.ax.legend(handles=handles, loc="lower left", ncol=columns,
                                           frameon=False, fontsize=FONT_SIZE,
                                           bbox_to_anchor=(0, 0), handlelength=1.6)
             self._legend_statuses = shown
-            self._background = None  # the legend changed: next png() repaints everything
+            self._base = None  # the legend changed: next png() renders the layers again
 
     def png(self) -> bytes:
-        """The drawing as PNG bytes, repainting only the stages that changed since last time."""
-        canvas = self.figure.canvas
-        if not isinstance(canvas, FigureCanvasAgg):
-            canvas = FigureCanvasAgg(self.figure)
-        if self._background is None:
-            for artist in (*self.boxes.values(), *self.texts.values()):
-                artist.set_visible(False)
-            canvas.draw()
-            self._background = canvas.copy_from_bbox(self.figure.bbox)
-            for artist in (*self.boxes.values(), *self.texts.values()):
-                artist.set_visible(True)
-            self._dirty = set(self.graph)
-            renderer = canvas.get_renderer()
-            self._pixels = {n: b.get_window_extent(renderer).padded(3)
-                            for n, b in self.boxes.items()}
+        """The drawing as PNG bytes, repainting only the stages that changed since last time.
+
+        The first call renders three layers once: everything but the stages (``base``),
+        the labels alone on a transparent canvas, and — on first use of each status — one
+        box in that status. A changed stage is then a small numpy composite of its box
+        area: base, box, label. Nothing is re-rendered by matplotlib.
+        """
+        if self._base is None:
+            self._render_layers()
+        elif not self._dirty and self._png is not None:
+            return self._png
         for node in self._dirty:
-            box, bbox = self.boxes[node], self._pixels[node]
-            canvas.restore_region(self._background, bbox=_ints(bbox), xy=(bbox.x0, bbox.y0))
-            self.ax.draw_artist(box)
-            self.ax.draw_artist(self.texts[node])
+            rows, cols = self._pixels[node]
+            area = self._base[rows, cols]
+            box_paint, box_keep = self._sprite(self.status[node])
+            h, w = area.shape[:2]  # smaller than the sprite where the canvas clips it
+            area = area * box_keep[:h, :w] + box_paint[:h, :w]
+            area = area * self._labels_keep[rows, cols] + self._labels_paint[rows, cols]
+            self._frame[rows, cols, :3] = area
         self._dirty = set()
-        return _encode(canvas)
+        self._png = _encode(self._frame)
+        return self._png
+
+    def _canvas(self) -> FigureCanvasAgg:
+        canvas = self.figure.canvas
+        return canvas if isinstance(canvas, FigureCanvasAgg) else FigureCanvasAgg(self.figure)
+
+    def _render_layers(self) -> None:
+        canvas = self._canvas()
+        stages = (*self.boxes.values(), *self.texts.values())
+        for artist in stages:
+            artist.set_visible(False)
+        canvas.draw()
+        self._frame = np.array(canvas.buffer_rgba())
+        self._base = self._frame[..., :3].astype(np.float32)
+        renderer = canvas.get_renderer()
+        renderer.clear()
+        for text in self.texts.values():
+            text.set_visible(True)
+            text.draw(renderer)
+        self._labels_paint, self._labels_keep = _premultiplied(np.array(canvas.buffer_rgba()))
+        for artist in stages:
+            artist.set_visible(True)
+        height = self._base.shape[0]
+        extents = {n: b.get_window_extent(renderer).padded(3) for n, b in self.boxes.items()}
+        tall = max((int(np.ceil(e.height)) + 1 for e in extents.values()), default=0)
+        wide = max((int(np.ceil(e.width)) + 1 for e in extents.values()), default=0)
+        self._pixels = {}  # every box area has the same size, so one sprite fits all
+        for node, extent in extents.items():
+            top, left = max(height - int(np.ceil(extent.y1)), 0), max(int(extent.x0), 0)
+            self._pixels[node] = (slice(top, top + tall), slice(left, left + wide))
+        self._sprites = {}
+        self._dirty = set(self.graph)
+
+    def _sprite(self, status: StageStatus) -> tuple[np.ndarray, np.ndarray]:
+        """One box drawn in ``status`` on a transparent canvas, cut to a box's area."""
+        if status not in self._sprites:
+            canvas = self._canvas()
+            renderer = canvas.get_renderer()
+            renderer.clear()
+            stamp = self._stamp
+            _apply(stamp, status)
+            stamp.set_visible(True)
+            stamp.draw(renderer)
+            stamp.set_visible(False)
+            rows, cols = self._pixels[self._stamp_node]
+            self._sprites[status] = _premultiplied(np.array(canvas.buffer_rgba())[rows, cols])
+        return self._sprites[status]
 
 
-_DARK = {StageStatus.DONE, StageStatus.FAILED}
+def _apply(box: FancyBboxPatch, status: StageStatus) -> None:
+    look = PALETTE[status]
+    box.set_facecolor(look.fill)
+    box.set_edgecolor(look.edge)
+    box.set_linestyle(look.linestyle)
+    box.set_hatch(look.hatch)
 
 
-def _ints(bbox) -> tuple[int, int, int, int]:
-    return int(bbox.x0), int(bbox.y0), int(bbox.x1) + 1, int(bbox.y1) + 1
+def _premultiplied(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A straight-alpha RGBA layer as (colour times alpha, 1 - alpha): ``under * keep + paint``
+    composites it over anything."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return rgba[..., :3] * alpha, 1.0 - alpha
 
 
-def _encode(canvas: FigureCanvasAgg) -> bytes:
+def _encode(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
-    width, height = canvas.get_width_height(physical=True)
-    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
+    Image.fromarray(pixels, "RGBA").save(out, format="PNG", compress_level=1)
     return out.getvalue()
 
 

@@ -72,6 +72,7 @@ class Run:
         self.dependencies = dependencies
         self.stage_records: dict[str, StageRecord] = {name: StageRecord(name) for name in stages}
         self.results: dict[str, Any] = {}
+        self.left = len(stages)  # stages not finished yet; counted down by the scheduler
         self.started: float | None = None
         self.ended: float | None = None
         self._subscribers: list[Subscriber] = []

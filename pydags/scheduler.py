@@ -16,7 +16,7 @@ State (keyed by stage name; only this module changes it)
     running     stages handed to the executor whose outcome is not back yet
     retry_at    heap of (time, name): failed attempts waiting for their retry delay
     attempts    name -> number of the current attempt
-    left        how many stages have not finished
+    run.left    how many stages have not reached a final status
 
 Policy
     Critical path first: among ready stages, the one with the most work still below it
@@ -70,7 +70,6 @@ class Scheduler:
         self.running: set[str] = set()
         self.retry_at: list[tuple[float, str]] = []
         self.attempts = dict.fromkeys(plan.stages, 1)
-        self.left = len(plan.stages)
         self._order = 0
 
     # --- the loop ------------------------------------------------------------
@@ -80,7 +79,7 @@ class Scheduler:
         try:
             self.executor.start()
             self._begin()
-            while self.left:
+            while self.run.left:
                 if self.run.cancel_requested:
                     self._cancel_all()
                     break
@@ -220,7 +219,7 @@ class Scheduler:
     # --- the one place a status changes ---------------------------------------
     def _finish(self, name: str, status: StageStatus, error: StageError | None = None) -> None:
         self.running.discard(name)
-        self.left -= 1
+        self.run.left -= 1
         self._emit(name, status, error=error)
 
     def _emit(self, name: str, status: StageStatus, *, attempt: int | None = None,

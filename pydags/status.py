@@ -64,7 +64,7 @@ PALETTE: dict[StageStatus, Look] = {
     StageStatus.RETRYING: Look("#f0e442", "#8a7f00", "dashed", rich="yellow"),
     StageStatus.DONE: Look("#009e73", "#00573f", rich="green"),
     StageStatus.CACHED: Look("#a6dcc8", "#009e73", "dotted", rich="aquamarine3"),
-    StageStatus.FAILED: Look("#d55e00", "#6b2f00", hatch="xx", rich="red"),
-    StageStatus.SKIPPED: Look("#e69f00", "#7a5400", "dashed", "//", rich="dark_orange"),
+    StageStatus.FAILED: Look("#d55e00", "#6b2f00", hatch="x", rich="red"),
+    StageStatus.SKIPPED: Look("#e69f00", "#7a5400", "dashed", "/", rich="dark_orange"),
     StageStatus.CANCELLED: Look("#cc79a7", "#6d3a57", "dotted", "..", rich="magenta"),
 }

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 REDRAW_SECONDS = 0.15  # at most one redraw this often while a run goes on
 DRAW_SHARE = 0.1  # and drawing takes at most this share of the time, so the run keeps pace
-MAX_PIXELS = 1.5e6  # the live picture's size limit; larger DAGs are drawn at a lower dpi
+MAX_PIXELS = 1e6  # the live picture's size limit; larger DAGs are drawn at a lower dpi
 
 
 class PipelineWidget(widgets.VBox):
@@ -89,8 +89,7 @@ class PipelineWidget(widgets.VBox):
         run = self.run
         if run is None:
             return
-        records = run.stage_records.values()
-        if event.status.finished and all(r.status.finished for r in records):
+        if run.left == 0:
             self._redraw()
             if self._display is not None:  # the static fallback shows the final state too
                 self._display.update(self)
@@ -105,15 +104,13 @@ class PipelineWidget(widgets.VBox):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            start = time.time()
+            self._last_draw = start = time.time()  # events during this draw wait for the next
             if self.run is not None:
                 self._drawing.update(self.run.status)
             self.image.value = self._drawing.png()
             self.redraws += 1
             self._refresh_text()
-            self._last_draw = time.time()
-            cost = self._last_draw - start
-            self._interval = max(REDRAW_SECONDS, cost / DRAW_SHARE)
+            self._interval = max(REDRAW_SECONDS, (time.time() - start) / DRAW_SHARE)
 
     def _refresh_text(self) -> None:
         run = self.run
