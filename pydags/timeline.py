@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from pydags.run import Attempt
 from pydags.status import PALETTE
 
 if TYPE_CHECKING:
@@ -54,8 +56,9 @@ def critical_path(run: Run) -> list[str]:
 
 def draw_timeline(run: Run, ax: Any = None) -> Figure:
     """One row per worker, one bar per stage attempt in its status colour."""
-    bars = [(r.name, a) for r in run.stage_records.values() for a in r.attempts
-            if a.end is not None]
+    now = time.time()  # attempts still running are drawn up to now
+    bars = [(r.name, a if a.end is not None else Attempt(a.number, a.worker, a.start, now))
+            for r in run.stage_records.values() for a in r.attempts]
     workers = sorted({a.worker for _, a in bars})
     row = {w: i for i, w in enumerate(workers)}
     if ax is None:

@@ -45,6 +45,10 @@ class PipelineWidget(widgets.VBox):
         self._interval = REDRAW_SECONDS
         self.image = widgets.Image(value=self._drawing.png(), format="png",
                                    layout=widgets.Layout(max_width="100%"))
+        self.timeline_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.tabs = widgets.Tab(children=[self.image, self.timeline_image],
+                                titles=("DAG", "Timeline"))
+        self.tabs.observe(lambda _: self._draw_timeline(), names="selected_index")
         self.progress = widgets.IntProgress(value=0, min=0, max=len(pipeline),
                                             description="0%", bar_style="info")
         self.counts = widgets.HTML()
@@ -58,7 +62,7 @@ class PipelineWidget(widgets.VBox):
         self.cancel_button.on_click(lambda _: self.cancel())
         self.stage_picker.observe(lambda _: self._show_stage(), names="value")
         buttons = widgets.HBox([self.run_button, self.cancel_button, self.progress, self.counts])
-        super().__init__([buttons, self.image, widgets.HBox([self.stage_picker]), self.details])
+        super().__init__([buttons, self.tabs, widgets.HBox([self.stage_picker]), self.details])
         self._refresh_text()
 
     # --- driving runs ---------------------------------------------------------
@@ -110,7 +114,17 @@ class PipelineWidget(widgets.VBox):
             self.image.value = self._drawing.png()
             self.redraws += 1
             self._refresh_text()
+            if self.tabs.selected_index == 1:
+                self._draw_timeline()
             self._interval = max(REDRAW_SECONDS, (time.time() - start) / DRAW_SHARE)
+
+    def _draw_timeline(self) -> None:
+        """Redraw the run's timeline (only while its tab is shown: it is a full render)."""
+        if self.run is None or self.tabs.selected_index != 1:
+            return
+        from pydags.draw import figure_png
+
+        self.timeline_image.value = figure_png(self.run.timeline())
 
     def _refresh_text(self) -> None:
         run = self.run

@@ -131,3 +131,20 @@ def test_rerunning_resets_the_widget_and_two_widgets_do_not_interfere():
 @pytest.fixture(autouse=True)
 def _no_leftovers(no_orphans):
     yield
+
+
+def test_the_timeline_tab_grows_while_the_run_goes_on():
+    @stage
+    def slow(i):
+        time.sleep(0.4)
+
+    pipeline = Pipeline("tl").add_stages([slow(i).named(f"slow{i}") for i in range(4)])
+    widget = pipeline.widget()
+    widget.tabs.selected_index = 1
+    pictures = []
+    widget.timeline_image.observe(lambda c: pictures.append(bytes(c["new"])), names="value")
+    run = pipeline.start(num_cores=2, show=False, block=False)
+    widget.attach(run)
+    run.wait()
+    assert len(set(pictures)) >= 3  # drawn at the start, while running and at the end
+    assert bytes(widget.timeline_image.value).startswith(b"\x89PNG")
