@@ -160,6 +160,7 @@ class Scheduler:
             if news.attempt > 1 and self.executor.eager:
                 self._emit(news.name, StageStatus.RETRYING, attempt=news.attempt - 1)
             record.attempts.append(Attempt(news.attempt, news.worker, news.time))
+            record.start, record.end, record.worker = news.time, None, news.worker
             self._emit(news.name, StageStatus.RUNNING, attempt=news.attempt, worker=news.worker)
             return
         self.running.discard(news.name)

@@ -155,7 +155,8 @@ class PipelineWidget(widgets.VBox):
         record = self.run.stage_records[self.stage_picker.value]
         rows = [f"<b>{html.escape(record.name)}</b>: {record.status.value}"]
         if record.duration is not None:
-            rows.append(f"{record.duration:.3f}s on {html.escape(str(record.worker))}")
+            where = f" on {html.escape(record.worker)}" if record.worker else ""
+            rows.append(f"{record.duration:.3f}s{where}")
         if len(record.attempts) > 1:
             rows.append(f"{len(record.attempts)} attempts")
         parts = [" · ".join(rows)]
