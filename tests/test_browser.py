@@ -96,13 +96,14 @@ def lab(tmp_path_factory):
     port, token = free_port(), "pydags-test-token"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".config"),
                JUPYTER_RUNTIME_DIR=str(root / ".runtime"), IPYTHONDIR=str(root / ".ipython"))
+    log = (root / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
          "jupyterlab.NeverCheckForUpdate"],
         env=env, cwd=root, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
+        stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -120,6 +121,7 @@ def lab(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+    log.close()
 
 
 @pytest.fixture
