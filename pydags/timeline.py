@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from pydags.run import Run
 
 
+LABEL_SIZE = 9
+LABEL_POINTS_PER_CHAR = 0.6 * LABEL_SIZE  # a DejaVu Sans character is about this wide
+
+
 def figures(run: Run) -> dict[str, Any]:
     """Wall time, total stage time, workers used, parallel efficiency and the longest stage."""
     bars = [a for r in run.stage_records.values() for a in r.attempts if a.end is not None]
@@ -66,6 +70,9 @@ def draw_timeline(run: Run, ax: Any = None) -> Figure:
         ax = figure.add_subplot()
     figure = ax.figure
     origin = min((a.start for _, a in bars), default=0.0)
+    wall = max((a.end for _, a in bars), default=origin + 1.0) - origin
+    span = wall * 1.02 if wall > 0 else 1.0
+    points_per_second = 0.85 * ax.get_position().width * figure.get_figwidth() * 72 / span
     on_path = set(critical_path(run))
     for name, attempt in bars:
         look = PALETTE[attempt.status]
@@ -74,10 +81,10 @@ def draw_timeline(run: Run, ax: Any = None) -> Figure:
         ax.add_patch(Rectangle((x, y), width, 0.76, facecolor=look.fill, hatch=look.hatch,
                                edgecolor="black" if name in on_path else look.edge,
                                linewidth=2.2 if name in on_path else 0.8, gid=name))
-        ax.text(x + width / 2, row[attempt.worker], name, ha="center", va="center",
-                fontsize=7.5, clip_on=True)
-    wall = max((a.end for _, a in bars), default=origin + 1.0) - origin
-    ax.set_xlim(0, wall * 1.02 if wall > 0 else 1.0)
+        if width * points_per_second > LABEL_POINTS_PER_CHAR * (len(name) + 1):  # it fits
+            ax.text(x + width / 2, row[attempt.worker], name, ha="center", va="center",
+                    fontsize=LABEL_SIZE, clip_on=True)
+    ax.set_xlim(0, span)
     ax.set_ylim(-0.6, len(workers) - 0.4)
     ax.set_yticks(range(len(workers)), workers)
     ax.invert_yaxis()

@@ -155,3 +155,27 @@ def test_a_real_scheduler_and_two_workers_by_address():
             process.terminate()
         for process in [*workers, scheduler]:
             process.wait(timeout=30)
+
+
+def test_cancel_and_fail_fast_on_the_cluster(client):
+    @stage
+    def nap(i):
+        time.sleep(30)
+
+    @stage
+    def quick_fail():
+        raise RuntimeError("stop everything")
+
+    handle = Pipeline().add_stages([nap(i).named(f"nap{i}") for i in range(4)]).start(
+        executor=client, block=False)
+    time.sleep(1.0)
+    handle.cancel()
+    start = time.time()
+    handle.wait(timeout=10)
+    assert time.time() - start < 2
+    assert set(handle.status.values()) == {StageStatus.CANCELLED}
+    client.restart()  # Dask cannot stop running tasks; restarting its workers does
+    run = Pipeline().add_stages(quick_fail(), nap(9).named("long")).start(
+        executor=client, fail_fast=True, raise_on_error=False)
+    assert run.status == {"quick_fail": StageStatus.FAILED, "long": StageStatus.CANCELLED}
+    client.restart()  # Dask cannot stop running tasks; restarting its workers does
