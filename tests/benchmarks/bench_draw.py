@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 
-from pydags.draw import Drawing
+from pydags.draw import Drawing, figure_png
 from pydags.pipeline import Pipeline
 from pydags.stage import stage
 from pydags.status import StageStatus
@@ -40,6 +40,14 @@ def best(repeats: int, work) -> float:
         work()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def visualize_times() -> None:
+    for n in (50, 200, 500):
+        pipeline = random_pipeline(n)
+        seconds = best(3, lambda p=pipeline: figure_png(p.visualize()))
+        print(f"{n:4d} stages: visualize() and render to PNG at full size {seconds:.3f}s "
+              "(target: 200 stages < 1 s)")
 
 
 def draw_times() -> None:
@@ -80,5 +88,6 @@ def widget_cost(n: int = 500) -> None:
 
 
 if __name__ == "__main__":
+    visualize_times()
     draw_times()
     widget_cost()
