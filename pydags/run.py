@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydags.executors.base import StageError
 from pydags.status import StageStatus
@@ -15,8 +15,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """A stage's status changed: what the scheduler tells its subscribers."""
 
     stage: str
