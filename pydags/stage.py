@@ -231,20 +231,43 @@ def resolve(value: Any, results: dict[str, Any]) -> Any:
     return value
 
 
-class RedisStage(Stage):
+class _StoreStage(Stage):
+    """A class stage given its own store at construction, as the published pydags did."""
+
+    store_argument: str = ""  # the constructor keyword that takes the store
+    store_hint: str = ""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        given = kwargs.pop(self.store_argument, None)
+        if given is None and args and self._is_store(args[0]):
+            given, args = args[0], args[1:]
+        if given is None:
+            raise TypeError(f"{type(self).__name__} needs {self.store_argument}="
+                            f"{self.store_hint}")
+        super().__init__(*args, **kwargs)
+        self._store = self._make_store(given)
+
+    def _is_store(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def _make_store(self, given: Any) -> Any:
+        raise NotImplementedError
+
+
+class RedisStage(_StoreStage):
     """A class stage whose ``read``/``write`` use Redis, as in the published pydags:
     ``MyStage(redis_instance=redis.Redis(...))`` (a ``redis://`` URL works too)."""
 
-    def __init__(self, *args: Any, redis_instance: Any = None, **kwargs: Any):
-        if redis_instance is None and args and _is_redis(args[0]):
-            redis_instance, args = args[0], args[1:]
-        if redis_instance is None:
-            raise TypeError(f"{type(self).__name__} needs redis_instance=redis.Redis(...) "
-                            "or a redis:// URL")
-        super().__init__(*args, **kwargs)
+    store_argument = "redis_instance"
+    store_hint = "redis.Redis(...) or a redis:// URL"
+
+    def _is_store(self, value: Any) -> bool:
+        return type(value).__module__.startswith("redis")
+
+    def _make_store(self, given: Any) -> Any:
         from pydags.store import RedisStore
 
-        self._store = RedisStore(redis_instance)
+        return RedisStore(given)
 
     @property
     def redis_instance(self) -> Any:
@@ -252,30 +275,22 @@ class RedisStage(Stage):
         return self._store.client
 
 
-class DiskCacheStage(Stage):
+class DiskCacheStage(_StoreStage):
     """A class stage whose ``read``/``write`` use a ``diskcache.Cache`` (or its folder), as in
     the published pydags: ``MyStage(cache=diskcache.Cache(path))``."""
 
-    def __init__(self, *args: Any, cache: Any = None, **kwargs: Any):
-        if cache is None and args and _is_cache(args[0]):
-            cache, args = args[0], args[1:]
-        if cache is None:
-            raise TypeError(f"{type(self).__name__} needs cache=diskcache.Cache(path) or a "
-                            "folder path")
-        super().__init__(*args, **kwargs)
+    store_argument = "cache"
+    store_hint = "diskcache.Cache(path) or a folder path"
+
+    def _is_store(self, value: Any) -> bool:
+        return type(value).__module__.startswith("diskcache")
+
+    def _make_store(self, given: Any) -> Any:
         from pydags.store import DiskCacheStore
 
-        self._store = DiskCacheStore(cache)
+        return DiskCacheStore(given)
 
     @property
     def cache(self) -> Any:
         """The ``diskcache.Cache``."""
         return self._store.cache
-
-
-def _is_redis(value: Any) -> bool:
-    return type(value).__module__.startswith("redis")
-
-
-def _is_cache(value: Any) -> bool:
-    return type(value).__module__.startswith("diskcache")
