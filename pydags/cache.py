@@ -60,7 +60,7 @@ def key(pipeline: Pipeline, name: str, fingerprint: str) -> str:
     return f"{PREFIX}/{pipeline.name}/{name}/{fingerprint}"
 
 
-def cached_results(pipeline: Pipeline, plan: Plan, prints: dict[str, str]) -> dict[str, Any]:
+def cached_results(pipeline: Pipeline, prints: dict[str, str]) -> dict[str, Any]:
     """The stored results of the stages whose fingerprint is unchanged."""
     found = {}
     for name, fingerprint in prints.items():

@@ -182,20 +182,19 @@ class Pipeline:
         run = Run(self.name, list(plan.stages), plan.dependencies)
         run._raise_on_error = raise_on_error
         chosen = self._executor(executor, cores, plan)
-        cached = self._reusable(plan, resume=resume)
+        reused = self._resumed(plan) if resume else {}
         if cache:
             from pydags import cache as caching
 
             prints = caching.fingerprints(plan)
-            cached = caching.cached_results(self, plan, prints) | cached
+            reused = caching.cached_results(self, prints) | reused
+            run.subscribe(caching.remember_results(self, run, prints))
         widget = self._show(run, cores) if (show is None and _in_notebook()) or show else None
         if widget is None and not (show is False and block is False):
             run.subscribe(_echo_worker_output(run))
-        if cache:
-            run.subscribe(caching.remember_results(self, run, prints))
         if on_event is not None:
             run.subscribe(on_event)
-        scheduler = Scheduler(plan, chosen, run, fail_fast=fail_fast, cached=cached)
+        scheduler = Scheduler(plan, chosen, run, fail_fast=fail_fast, cached=reused)
         self.runs.append(run)
         if block:
             try:
@@ -273,9 +272,8 @@ class Pipeline:
 
         return ProcessExecutor(min(cores, len(plan.stages)))
 
-    def _reusable(self, plan: Plan, *, resume: bool) -> dict[str, Any]:
-        if not resume:
-            return {}
+    def _resumed(self, plan: Plan) -> dict[str, Any]:
+        """The results of the stages that succeeded in the last run."""
         last = self.last_run
         if last is None:
             raise ValueError(f"resume=True: pipeline {self.name!r} has no earlier run "
