@@ -72,6 +72,7 @@ class PipelineWidget(widgets.VBox):
             self.run = run
             self._drawing.update({name: StageStatus.PENDING for name in self._drawing.graph})
         run.subscribe(self._on_event)
+        self.progress.bar_style = "info"
         self.cancel_button.disabled = False
         self.run_button.disabled = True
         self._redraw()
