@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -155,7 +157,38 @@ class FunctionStage(Stage):
         return self.function(*args, **kwargs)
 
     def callable(self) -> Callable[..., Any]:
-        return self.function
+        return StageCall(self.function)
+
+
+class StageCall:
+    """A ``@stage`` function on its way to a worker: sent by reference when its module can be
+    imported there (so tracebacks keep their file, line and source), else by value."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]):
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def __reduce__(self) -> tuple:
+        function = self.function
+        module = sys.modules.get(getattr(function, "__module__", None) or "")
+        importable = (module is not None and module.__name__ != "__main__"
+                      and getattr(module, "__spec__", None) is not None)
+        owner = getattr(module, getattr(function, "__name__", ""), None) if importable else None
+        if isinstance(owner, StageFunction) and owner.func is function:
+            return _imported_stage, (module.__name__, function.__name__)
+        return _same, (function,)  # cloudpickle sends the function itself by value
+
+
+def _imported_stage(module: str, name: str) -> Callable[..., Any]:
+    return getattr(importlib.import_module(module), name).func
+
+
+def _same(function: Callable[..., Any]) -> Callable[..., Any]:
+    return function
 
 
 class StageFunction:

@@ -146,6 +146,7 @@ def test_failure_skips_descendants_runs_independent_branches_and_raises():
     assert run.results == {"independent": "still ran"}
     trace = run.errors["boom"]
     assert "in boom" in trace and "ValueError: no data today" in trace
+    assert "test_core.py" in trace and 'raise ValueError("no data today")' in trace
     assert "scheduler" not in trace and "pydags" not in trace
     run = pipeline.start(num_cores=1, raise_on_error=False)
     assert not run.ok and run.status["after_boom"] is StageStatus.SKIPPED

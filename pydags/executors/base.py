@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 import traceback
@@ -138,6 +139,15 @@ class _Capture(io.TextIOBase):
         return joined
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _is_ours(tb: Any) -> bool:
+    """A frame of pydags' own machinery (its examples are user code)."""
+    path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return path.startswith(_PACKAGE + os.sep) and os.sep + "examples" + os.sep not in path
+
+
 def execute(job: Job, echo: bool = False) -> Outcome:
     """Run ``job`` here and now, capturing its output; never raises but KeyboardInterrupt."""
     capture = _Capture(sys.stdout if echo else None)
@@ -158,8 +168,8 @@ def execute(job: Job, echo: bool = False) -> Outcome:
 def error_from_exception(exc: BaseException) -> StageError:
     """A ``StageError`` with the traceback of the stage's own frames only."""
     tb = exc.__traceback__
-    if tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next  # drop execute()'s own frame
+    while tb is not None and tb.tb_next is not None and _is_ours(tb):
+        tb = tb.tb_next  # drop the frames of pydags that called the stage
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     if isinstance(exc, SystemExit):
         message = f"the stage called sys.exit({exc.code!r})"

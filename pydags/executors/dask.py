@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 from pydags.executors.base import Executor, Job, Outcome, StageError, Started, execute
+from pydags.stage import StageCall
 
 try:
     from distributed import Client, Future, get_worker
@@ -71,7 +72,9 @@ class DaskExecutor(Executor):
     def submit(self, job: Job) -> None:
         # Upstream futures inside the arguments are resolved by Dask on the worker; those
         # of .after() dependencies are passed too, so Dask waits for them.
-        bare = dataclasses.replace(job, args=(), kwargs={})
+        # Workers elsewhere may lack the stage's module: send the function by value.
+        function = job.function.function if isinstance(job.function, StageCall) else job.function
+        bare = dataclasses.replace(job, function=function, args=(), kwargs={})
         waits = [self._futures[name] for name in job.upstream]
         future = self.client.submit(run_on_worker, self.topic, bare, list(job.args),
                                     dict(job.kwargs), waits,
