@@ -190,7 +190,7 @@ class Pipeline:
             reused = caching.cached_results(self, prints) | reused
             run.subscribe(caching.remember_results(self, run, prints))
         widget = self._show(run, cores) if (show is None and _in_notebook()) or show else None
-        if widget is None and not (show is False and block is False):
+        if widget is None and block:  # a background run's prints would land anywhere
             run.subscribe(_echo_worker_output(run))
         if on_event is not None:
             run.subscribe(on_event)
