@@ -74,7 +74,7 @@ def minimal_loop(parents, workers: int) -> float:
     return elapsed
 
 
-def overhead(n: int = 2000, workers: int = 2, repeats: int = 3) -> None:
+def overhead(n: int = 2000, workers: int = 2, repeats: int = 5) -> None:
     parents = random_parents(n, seed=7)
     pipeline = build(parents, trivial)
     base, ours = [], []
