@@ -14,6 +14,7 @@ import networkx as nx
 
 from pydags.errors import CycleError
 from pydags.executors.base import Executor
+from pydags.executors.inline import IN_PROCESS
 from pydags.run import Event, Run
 from pydags.scheduler import Plan, Scheduler
 from pydags.stage import FunctionStage, Stage
@@ -326,7 +327,7 @@ def _echo_worker_output(run: Run):
     def echo(event: Event) -> None:
         if event.status in (StageStatus.DONE, StageStatus.FAILED, StageStatus.RETRYING):
             record = run.stage_records[event.stage]
-            if record.output and record.worker != "main":
+            if record.output and record.worker != IN_PROCESS:
                 sys.stdout.write(record.output)
                 sys.stdout.flush()
 

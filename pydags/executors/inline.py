@@ -6,8 +6,12 @@ stopped from outside; everything else runs here, printing as it goes.
 
 from __future__ import annotations
 
+import os
+
 from pydags.executors.base import Executor, Job, Outcome, Started, execute
 from pydags.executors.process import ProcessExecutor
+
+IN_PROCESS = f"main (pid {os.getpid()})"  # how runs name this process as a worker
 
 
 class InlineExecutor(Executor):
@@ -28,8 +32,8 @@ class InlineExecutor(Executor):
             self._timed.submit(job)
             return
         outcome = execute(job, echo=self.echo)
-        outcome.worker = "main"
-        self._news += [Started(job.name, job.attempt, "main", outcome.start), outcome]
+        outcome.worker = IN_PROCESS
+        self._news += [Started(job.name, job.attempt, IN_PROCESS, outcome.start), outcome]
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
         if self._news:

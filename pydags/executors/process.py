@@ -24,13 +24,18 @@ from pydags.executors.base import Executor, Job, Outcome, StageError, Started
 
 @dataclass
 class _Worker:
-    label: str
+    slot: str  # "worker-N": a replaced worker takes the slot of the one it replaces
     process: subprocess.Popen
     inbox: Connection  # parent writes jobs
     outbox: Connection  # parent reads outcomes
     job: Job | None = None
     started: float = 0.0
     deadline: float | None = None
+
+    @property
+    def label(self) -> str:
+        """How runs name this worker: its slot and process id."""
+        return f"{self.slot} (pid {self.process.pid})"
 
 
 class ProcessExecutor(Executor):
@@ -44,7 +49,7 @@ class ProcessExecutor(Executor):
     def start(self) -> None:
         self._workers = [self._spawn(f"worker-{i + 1}") for i in range(self.capacity)]
 
-    def _spawn(self, label: str) -> _Worker:
+    def _spawn(self, slot: str) -> _Worker:
         job_read, job_write = os.pipe()
         out_read, out_write = os.pipe()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -57,7 +62,7 @@ class ProcessExecutor(Executor):
         )
         os.close(job_read)
         os.close(out_write)
-        return _Worker(label, process, Connection(job_write, readable=False),
+        return _Worker(slot, process, Connection(job_write, readable=False),
                        Connection(out_read, writable=False))
 
     def submit(self, job: Job) -> None:
@@ -136,7 +141,7 @@ class ProcessExecutor(Executor):
     def _replace(self, worker: _Worker) -> None:
         _kill(worker)
         index = self._workers.index(worker)
-        self._workers[index] = self._spawn(worker.label)
+        self._workers[index] = self._spawn(worker.slot)
 
     def shutdown(self) -> None:
         for worker in self._workers:
