@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import linecache
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -162,12 +163,14 @@ class FunctionStage(Stage):
 
 class StageCall:
     """A ``@stage`` function on its way to a worker: sent by reference when its module can be
-    imported there (so tracebacks keep their file, line and source), else by value."""
+    imported there, else by value with its file name and source lines, so that tracebacks
+    from the worker still show where the error is."""
 
-    __slots__ = ("function",)
+    __slots__ = ("by_reference", "function")
 
-    def __init__(self, function: Callable[..., Any]):
+    def __init__(self, function: Callable[..., Any], by_reference: bool = True):
         self.function = function
+        self.by_reference = by_reference
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
@@ -178,9 +181,13 @@ class StageCall:
         importable = (module is not None and module.__name__ != "__main__"
                       and getattr(module, "__spec__", None) is not None)
         owner = getattr(module, getattr(function, "__name__", ""), None) if importable else None
-        if isinstance(owner, StageFunction) and owner.func is function:
+        if self.by_reference and isinstance(owner, StageFunction) and owner.func is function:
             return _imported_stage, (module.__name__, function.__name__)
-        return _same, (function,)  # cloudpickle sends the function itself by value
+        code = getattr(function, "__code__", None)
+        if code is None:
+            return _same, (function,)
+        # cloudpickle sends the function by value but names its file "<dynamic-code>"
+        return _located, (function, code.co_filename, linecache.getlines(code.co_filename))
 
 
 def _imported_stage(module: str, name: str) -> Callable[..., Any]:
@@ -188,6 +195,14 @@ def _imported_stage(module: str, name: str) -> Callable[..., Any]:
 
 
 def _same(function: Callable[..., Any]) -> Callable[..., Any]:
+    return function
+
+
+def _located(function: Any, filename: str, lines: list[str]) -> Callable[..., Any]:
+    """The function with its own file name back, and that file's lines known to tracebacks."""
+    if lines:
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    function.__code__ = function.__code__.replace(co_filename=filename)
     return function
 
 

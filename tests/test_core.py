@@ -317,3 +317,17 @@ def test_resume_reruns_only_what_did_not_succeed(tmp_path):
     second = pipeline.start(resume=True)
     assert second.status == {"counted": StageStatus.CACHED, "needs_fix": StageStatus.DONE}
     assert second.results["needs_fix"] == 2 and runs_file.read_text() == "x"
+
+
+def test_worker_tracebacks_of_notebook_functions_keep_file_line_and_source(tmp_path):
+    import linecache
+
+    source = "from pydags import stage\n@stage\ndef parse(x):\n    raise ValueError(x)\n"
+    cell = str(tmp_path / "cell.py")  # IPython registers each cell in linecache like this
+    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+    module = types.ModuleType("__main__")
+    exec(compile(source, cell, "exec"), module.__dict__)
+    run = Pipeline().add_stages(module.parse("bad row")).start(num_cores=2,
+                                                               raise_on_error=False)
+    trace = run.errors["parse"]
+    assert f'File "{cell}", line 4, in parse' in trace and "raise ValueError(x)" in trace

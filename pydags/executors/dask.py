@@ -73,7 +73,9 @@ class DaskExecutor(Executor):
         # Upstream futures inside the arguments are resolved by Dask on the worker; those
         # of .after() dependencies are passed too, so Dask waits for them.
         # Workers elsewhere may lack the stage's module: send the function by value.
-        function = job.function.function if isinstance(job.function, StageCall) else job.function
+        function = job.function
+        if isinstance(function, StageCall):
+            function = StageCall(function.function, by_reference=False)
         bare = dataclasses.replace(job, function=function, args=(), kwargs={})
         waits = [self._futures[name] for name in job.upstream]
         future = self.client.submit(run_on_worker, self.topic, bare, list(job.args),
