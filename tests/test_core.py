@@ -331,3 +331,27 @@ def test_worker_tracebacks_of_notebook_functions_keep_file_line_and_source(tmp_p
                                                                raise_on_error=False)
     trace = run.errors["parse"]
     assert f'File "{cell}", line 4, in parse' in trace and "raise ValueError(x)" in trace
+
+
+def test_output_capture_is_per_thread(capsys):
+    from pydags.executors.attempt import execute
+    from pydags.executors.base import Job
+
+    def talk(word):
+        for _ in range(200):
+            print(word)
+            time.sleep(0.0005)
+        return word
+
+    outcomes = {}
+    threads = [threading.Thread(target=lambda w=w: outcomes.__setitem__(
+        w, execute(Job(w, talk, (w,), {})))) for w in ("left", "right")]
+    for thread in threads:
+        thread.start()
+    print("from the main thread")
+    for thread in threads:
+        thread.join()
+    assert outcomes["left"].output == "left\n" * 200
+    assert outcomes["right"].output == "right\n" * 200
+    assert "from the main thread" in capsys.readouterr().out
+    assert type(sys.stdout).__name__ != "_Router"  # the stand-in left with the last capture

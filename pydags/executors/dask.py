@@ -19,7 +19,8 @@ import time
 import uuid
 from typing import Any
 
-from pydags.executors.base import Executor, Job, Outcome, StageError, Started, execute
+from pydags.executors.attempt import execute
+from pydags.executors.base import Executor, Job, Outcome, StageError, Started
 from pydags.stage import StageCall
 
 try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from pydags.executors.base import Executor, Job, Outcome, Started, execute
+from pydags.executors.attempt import execute
+from pydags.executors.base import Executor, Job, Outcome, Started
 from pydags.executors.process import ProcessExecutor
 
 IN_PROCESS = f"main (pid {os.getpid()})"  # how runs name this process as a worker

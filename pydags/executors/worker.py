@@ -17,7 +17,8 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
-from pydags.executors.base import Outcome, StageError, error_from_exception, execute
+from pydags.executors.attempt import error_from_exception, execute
+from pydags.executors.base import Outcome, StageError
 
 
 def encode(outcome: Outcome) -> bytes:

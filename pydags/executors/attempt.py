@@ -1,0 +1,150 @@
+"""Running one stage attempt in this process: output captured per thread, errors trimmed."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydags.executors.base import Job, Outcome, StageError
+
+OUTPUT_LIMIT = 1 << 20  # characters of stdout/stderr kept per stage attempt
+
+
+class _Capture(io.TextIOBase):
+    """A text stream that keeps the last ``OUTPUT_LIMIT`` characters and may echo them."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.dropped = 0
+        self.echo: Any = None  # a stream that also gets everything written
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.echo is not None:
+            self.echo.write(text)
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > 2 * OUTPUT_LIMIT:
+            joined = "".join(self.parts)
+            self.dropped += len(joined) - OUTPUT_LIMIT
+            self.parts, self.size = [joined[-OUTPUT_LIMIT:]], OUTPUT_LIMIT
+        return len(text)
+
+    def flush(self) -> None:
+        if self.echo is not None:
+            self.echo.flush()
+
+    def text(self) -> str:
+        joined = "".join(self.parts)
+        if len(joined) > OUTPUT_LIMIT:
+            self.dropped += len(joined) - OUTPUT_LIMIT
+            joined = joined[-OUTPUT_LIMIT:]
+        if self.dropped:
+            return f"[... {self.dropped} earlier characters of output dropped ...]\n{joined}"
+        return joined
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _is_ours(tb: Any) -> bool:
+    """A frame of pydags' own machinery (its examples are user code)."""
+    path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return path.startswith(_PACKAGE + os.sep) and os.sep + "examples" + os.sep not in path
+
+
+def execute(job: Job, echo: bool = False) -> Outcome:
+    """Run ``job`` here and now, capturing its output; never raises but KeyboardInterrupt."""
+    capture = _Capture()
+    start = time.time()
+    try:
+        with _captured(capture, echo):
+            value = job.function(*job.args, **job.kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a stage's own failure, SystemExit included
+        error = error_from_exception(exc)
+        return Outcome(job.name, job.attempt, False, error=error, output=capture.text(),
+                       start=start, end=time.time())
+    return Outcome(job.name, job.attempt, True, value=value, output=capture.text(),
+                   start=start, end=time.time())
+
+
+def error_from_exception(exc: BaseException) -> StageError:
+    """A ``StageError`` with the traceback of the stage's own frames only."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and _is_ours(tb):
+        tb = tb.tb_next  # drop the frames of pydags that called the stage
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if isinstance(exc, SystemExit):
+        message = f"the stage called sys.exit({exc.code!r})"
+    else:
+        message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return StageError("exception", message, text, exc.with_traceback(tb))
+
+
+class _Router(io.TextIOBase):
+    """Stands in for sys.stdout or sys.stderr while stages run in this process: what a
+    thread running a stage writes goes to that stage's capture, the rest goes on as before."""
+
+    def __init__(self, original: Any):
+        self.original = original
+        self.local = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        target = getattr(self.local, "capture", None)
+        return (target if target is not None else self.original).write(text)
+
+    def flush(self) -> None:
+        target = getattr(self.local, "capture", None)
+        (target if target is not None else self.original).flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty, ...
+        return getattr(self.original, name)
+
+
+_ROUTERS: dict[str, _Router] = {}
+_ACTIVE = [0]  # how many captures are on; the routers leave when the last one ends
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def _captured(capture: _Capture, echo: bool) -> Iterator[None]:
+    """Send this thread's stdout and stderr to ``capture`` (other threads are unaffected);
+    with ``echo``, also to where stdout went before."""
+    with _LOCK:
+        if not _ACTIVE[0]:
+            for stream in ("stdout", "stderr"):
+                _ROUTERS[stream] = _Router(getattr(sys, stream))
+                setattr(sys, stream, _ROUTERS[stream])
+        _ACTIVE[0] += 1
+    routers = list(_ROUTERS.values())
+    if echo:
+        capture.echo = _ROUTERS["stdout"].original
+    for router in routers:
+        router.local.capture = capture
+    try:
+        yield
+    finally:
+        for router in routers:
+            router.local.capture = None
+        with _LOCK:
+            _ACTIVE[0] -= 1
+            if not _ACTIVE[0]:
+                for stream, router in _ROUTERS.items():
+                    if getattr(sys, stream) is router:  # unless someone replaced it since
+                        setattr(sys, stream, router.original)
+                _ROUTERS.clear()
