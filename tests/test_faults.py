@@ -197,3 +197,11 @@ def test_a_stage_that_starts_a_subprocess_leaves_nothing_behind_on_timeout():
 
     result = run(spawner())
     assert result.status["spawner"] is StageStatus.FAILED
+
+
+def test_an_argument_that_cannot_reach_a_worker_fails_its_stage_clearly():
+    result = run(downstream(threading.Lock()), fine())
+    assert result.status["downstream"] is StageStatus.FAILED
+    message = result.stage_records["downstream"].error.message
+    assert "could not be sent to a worker" in message and "num_cores=1" in message
+    assert result.results["fine"] == "fine"
