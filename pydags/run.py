@@ -26,7 +26,7 @@ class Event(NamedTuple):
     error: StageError | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """One try of a stage on one worker."""
 
@@ -38,7 +38,7 @@ class Attempt:
     error: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class StageRecord:
     """Everything a run knows about one stage."""
 

@@ -236,7 +236,7 @@ class Scheduler:
             record.attempts[-1].end, record.attempts[-1].status = now, status
             record.start, record.end = record.attempts[-1].start, now
         event = Event(name, status, now, attempt or self.attempts[name], worker, error)
-        for subscriber in list(self.run._subscribers):
+        for subscriber in self.run._subscribers:
             try:
                 subscriber(event)
             except Exception as exc:  # a broken display must not break the run

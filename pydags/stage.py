@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import linecache
 import sys
 from collections.abc import Callable, Iterator
@@ -147,6 +148,7 @@ class FunctionStage(Stage):
     def __init__(self, function: Callable[..., Any], args: tuple, kwargs: dict, options: dict):
         super().__init__(*args, **kwargs)
         self.function = function
+        self._call: StageCall | None = None
         for key, value in options.items():
             if value is not None:
                 setattr(self, key, value)
@@ -157,8 +159,15 @@ class FunctionStage(Stage):
     def run(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_call"] = None  # rebuilt on demand
+        return state
+
     def callable(self) -> Callable[..., Any]:
-        return StageCall(self.function)
+        if self._call is None or self._call.function is not self.function:
+            self._call = StageCall(self.function)
+        return self._call
 
 
 class StageCall:
@@ -166,16 +175,22 @@ class StageCall:
     imported there, else by value with its file name and source lines, so that tracebacks
     from the worker still show where the error is."""
 
-    __slots__ = ("by_reference", "function")
+    __slots__ = ("_reduced", "by_reference", "function")
 
     def __init__(self, function: Callable[..., Any], by_reference: bool = True):
         self.function = function
         self.by_reference = by_reference
+        self._reduced: tuple | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
 
     def __reduce__(self) -> tuple:
+        if self._reduced is None:  # the same for every attempt of every stage using it
+            self._reduced = self._reduce()
+        return self._reduced
+
+    def _reduce(self) -> tuple:
         function = self.function
         module = sys.modules.get(getattr(function, "__module__", None) or "")
         importable = (module is not None and module.__name__ != "__main__"
@@ -187,7 +202,7 @@ class StageCall:
         if code is None:
             return _same, (function,)
         # cloudpickle sends the function by value but names its file "<dynamic-code>"
-        return _located, (function, code.co_filename, linecache.getlines(code.co_filename))
+        return _located, (function, code.co_filename, *_source_of(code))
 
 
 def _imported_stage(module: str, name: str) -> Callable[..., Any]:
@@ -198,10 +213,26 @@ def _same(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def _located(function: Any, filename: str, lines: list[str]) -> Callable[..., Any]:
-    """The function with its own file name back, and that file's lines known to tracebacks."""
-    if lines:
-        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+_LOCATED: set[tuple[str, int]] = set()  # sources this process already registered
+
+
+@functools.lru_cache(maxsize=512)
+def _source_of(code: Any) -> tuple[int, tuple[str, ...]]:
+    """Where a function's source starts in its file, and its lines (none if unknown)."""
+    lines = linecache.getlines(code.co_filename)
+    if not lines:
+        return 0, ()
+    return code.co_firstlineno, tuple(inspect.getblock(lines[code.co_firstlineno - 1:]))
+
+
+def _located(function: Any, filename: str, first: int, block: tuple[str, ...]) -> Any:
+    """The function with its own file name back, and its source lines known to tracebacks."""
+    if block and (filename, first) not in _LOCATED:
+        _LOCATED.add((filename, first))
+        known = list(linecache.cache.get(filename, (0, None, [], filename))[2])
+        known += ["\n"] * (first - 1 + len(block) - len(known))
+        known[first - 1:first - 1 + len(block)] = block
+        linecache.cache[filename] = (sum(map(len, known)), None, known, filename)
     function.__code__ = function.__code__.replace(co_filename=filename)
     return function
 
