@@ -6,8 +6,9 @@ Algorithm
     capacity; whenever an outcome comes back, the stages it unblocks become ready. A
     failed stage is retried after its delay while it has retries left; once it is
     FAILED for good, everything downstream of it is SKIPPED and independent branches go
-    on. An *eager* executor (a Dask cluster) instead gets every stage at once, with its
-    upstream results as the executor's own handles (futures), and resolves them itself.
+    on. Stages whose result is already known (``resume``, ``cache``) start CACHED. An
+    *eager* executor (a Dask cluster) instead gets every stage at once, with its upstream
+    results as the executor's own handles (futures), and resolves them itself.
 
 State (keyed by stage name; only this module changes it)
     waiting     name -> dependencies that have not succeeded yet
@@ -20,8 +21,8 @@ State (keyed by stage name; only this module changes it)
 
 Policy
     Critical path first: among ready stages, the one with the most work still below it
-    (its longest path to a sink, in seconds measured by an earlier run where known,
-    else in stages) goes first, so long chains start early.
+    (its longest path to a sink, counting each stage's seconds in the previous run where
+    known, else one second) goes first, so long chains start early.
 
 Events
     Every status change is an ``Event`` passed to the run's subscribers (the live widget,
