@@ -1,8 +1,17 @@
-"""Shared test helpers: a check that a test leaves no worker process behind."""
+"""Shared test helpers: free ports, random DAGs, and a check that a test leaves no process.
+
+On Linux the test process becomes a *child subreaper*: a process that escapes a killed
+worker (a double fork, ``start_new_session=True``) is re-parented to the test process
+instead of PID 1, so the orphan check below still sees it.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import random
+import socket
+import sys
 import time
 
 import matplotlib
@@ -11,12 +20,16 @@ import pytest
 
 matplotlib.use("Agg")
 
+PR_SET_CHILD_SUBREAPER = 36
+if sys.platform == "linux":
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
-_older: set[int] = set()  # children that existed before the current test (e.g. a Dask cluster)
+_older: set[int] = set()  # processes that existed before the current test (a Dask cluster)
 
 
 def live_children() -> list[psutil.Process]:
-    """Running children of this process started during the current test (zombies excluded)."""
+    """Running descendants of this process started during the current test (no zombies),
+    escaped ones included."""
     alive = []
     for child in psutil.Process(os.getpid()).children(recursive=True):
         try:
@@ -27,19 +40,43 @@ def live_children() -> list[psutil.Process]:
     return alive
 
 
-def wait_for_no_children(seconds: float = 2.0) -> list[psutil.Process]:
-    """Wait up to ``seconds`` for every child to end; returns those still alive."""
+def wait_for_no_children(seconds: float = 10.0) -> list[psutil.Process]:
+    """Wait up to ``seconds`` for every descendant to end; returns those still alive."""
     end = time.time() + seconds
     while (alive := live_children()) and time.time() < end:
         time.sleep(0.05)
     return alive
 
 
+def assert_no_orphans(seconds: float = 10.0) -> None:
+    """Fail if a process started during the test is still running after ``seconds``."""
+    alive = wait_for_no_children(seconds)
+    described = []
+    for process in alive:
+        try:
+            described.append(process.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+    assert not described, f"processes left behind: {described}"
+
+
 @pytest.fixture
 def no_orphans():
-    """Fail the test if it leaves a child process running."""
+    """Fail the test if it leaves a process running, even one that escaped its parent."""
     _older.clear()
     _older.update(p.pid for p in live_children())
     yield
-    alive = wait_for_no_children()
-    assert not alive, f"child processes left behind: {[p.cmdline() for p in alive]}"
+    assert_no_orphans()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def random_dag(n: int, seed: int, fan_in: int = 3) -> list[list[int]]:
+    """For each of ``n`` nodes, the earlier nodes it depends on (at most ``fan_in``)."""
+    rng = random.Random(seed)
+    return [rng.sample(range(i), min(i, rng.randint(0, fan_in))) for i in range(n)]

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from pydags.status import PALETTE, StageStatus
 
@@ -72,12 +72,6 @@ async (colours) => {
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def notebook(path: Path, source: str) -> None:
     cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
             "source": source.strip()}
@@ -105,7 +99,7 @@ def lab(tmp_path_factory):
         env=env, cwd=root, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
@@ -163,7 +157,7 @@ def test_the_dag_picture_changes_during_the_run_and_ends_all_done(page, lab, tmp
     watched = colours(StageStatus.DONE, StageStatus.RUNNING, StageStatus.QUEUED,
                       StageStatus.PENDING)
     seen, running = set(), True
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while running and time.time() < deadline:
         running = prompt(page) == "[*]:"
         sample = page.evaluate(COUNT_COLOURS, watched)
@@ -186,10 +180,13 @@ def test_the_cancel_button_cancels_a_non_blocking_run(page, lab, tmp_path):
     page.wait_for_selector(".widget-image", timeout=60_000)
     page.wait_for_function("() => document.querySelector('.jp-Cell .jp-InputPrompt')"
                            ".textContent.trim() !== '[*]:'", timeout=60_000)
-    time.sleep(1.5)  # stages are running now
+    running = PALETTE[StageStatus.RUNNING].fill
+    page.wait_for_function(  # two stages shown running
+        f"async () => ((await ({COUNT_COLOURS})({json.dumps([running])})) || "
+        f"{{counts: {{'{running}': 0}}}}).counts['{running}'] >= {2 * BOX}", timeout=120_000)
     page.click("button.jupyter-button:has-text('Cancel')")
     cancelled = PALETTE[StageStatus.CANCELLED].fill
-    deadline = time.time() + 20
+    deadline = time.time() + 120
     while time.time() < deadline:
         counts = (page.evaluate(COUNT_COLOURS, [cancelled]) or {"counts": {cancelled: 0}})
         if counts["counts"][cancelled] >= 6 * BOX:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import pickle
-import random
 import re
 import sys
 import threading
@@ -12,6 +12,8 @@ import types
 
 import cloudpickle
 import pytest
+from conftest import random_dag
+from workload import Named, Scale, add, after_boom, boom, clean, independent, load, total
 
 import pydags
 from pydags import PipelineError, Stage, StageStatus
@@ -19,36 +21,6 @@ from pydags.errors import CycleError
 from pydags.examples import tutorial
 from pydags.pipeline import Pipeline
 from pydags.stage import stage
-
-
-@stage
-def load():
-    return [3, 1, 2]
-
-
-@stage
-def clean(rows):
-    return sorted(rows)
-
-
-@stage
-def total(rows, offset=0):
-    return sum(rows) + offset
-
-
-@stage
-def boom():
-    raise ValueError("no data today")
-
-
-@stage
-def after_boom(x):
-    return x
-
-
-@stage
-def independent():
-    return "still ran"
 
 
 def test_calling_a_stage_function_does_not_run_it():
@@ -108,24 +80,6 @@ def test_stages_inside_lists_and_dicts_are_resolved():
     assert run.results["combine"] == 13
 
 
-class Scale(Stage):
-    def __init__(self, rows, factor=2):
-        super().__init__(rows)
-        self.factor = factor
-
-    def run(self, rows):
-        return [r * self.factor for r in rows]
-
-
-class Named(Stage):
-    @property
-    def name(self):
-        return "custom_name"
-
-    def run(self):
-        return "named"
-
-
 def test_class_stages_take_arguments_and_upstream_results():
     scaled = Scale(clean(load()), factor=3)
     pipeline = Pipeline().add_stages(scaled, Named().after(scaled))
@@ -148,10 +102,23 @@ def test_failure_skips_descendants_runs_independent_branches_and_raises():
     assert run.results == {"independent": "still ran"}
     trace = run.errors["boom"]
     assert "in boom" in trace and "ValueError: no data today" in trace
-    assert "test_core.py" in trace and 'raise ValueError("no data today")' in trace
-    assert "scheduler" not in trace and "pydags" not in trace
+    assert "workload.py" in trace and 'raise ValueError("no data today")' in trace
+    assert not frames_of_the_package(trace), "pydags' own frames are not the user's business"
     run = pipeline.start(num_cores=1, raise_on_error=False)
     assert not run.ok and run.status["after_boom"] is StageStatus.SKIPPED
+
+
+def frames_of_the_package(trace: str) -> list[str]:
+    """The files of a traceback's frames that are pydags' own modules."""
+    package = os.path.dirname(os.path.abspath(pydags.__file__)) + os.sep
+    files = re.findall(r'File "([^"]+)"', trace)
+    return [f for f in files if os.path.abspath(f).startswith(package)]
+
+
+def test_a_traceback_check_sees_package_frames():
+    inside = os.path.join(os.path.dirname(pydags.__file__), "scheduler.py")
+    assert frames_of_the_package(f'  File "{inside}", line 1, in x\n') == [inside]
+    assert not frames_of_the_package('  File "/somewhere/pydags/tests/workload.py", line 1\n')
 
 
 def test_a_cycle_is_named_before_anything_runs():
@@ -217,16 +184,7 @@ def test_functions_defined_by_exec_in_a_main_namespace_run_in_spawned_workers(no
     assert run.results == {"base": 4, "times": 40}
 
 
-def random_dag(n: int, seed: int, fan_in: int = 3) -> list[int]:
-    rng = random.Random(seed)
-    return [rng.sample(range(i), min(i, rng.randint(0, fan_in))) for i in range(n)]
-
-
 def test_a_2000_stage_random_dag_completes_correctly_on_two_cores(no_orphans):
-    @stage
-    def add(*values):
-        return 1 + sum(values)
-
     parents = random_dag(2000, seed=1)
     stages = []
     for i, ps in enumerate(parents):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
+import threading
 import time
 import types
 
@@ -12,7 +12,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")  # the test extra installs it
 
-from test_core import clean, load, total  # noqa: E402
+from conftest import free_port  # noqa: E402
+from workload import clean, load, total, wait_for_file  # noqa: E402
 
 from pydags import StageStatus  # noqa: E402
 from pydags.examples import tutorial  # noqa: E402
@@ -24,7 +25,7 @@ from pydags.stage import stage  # noqa: E402
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     with distributed.Client(cluster) as client:
         yield client
     cluster.close()
@@ -113,12 +114,6 @@ def test_num_cores_with_dask_and_bad_executors_are_clear_errors(client, monkeypa
         pipeline.start(executor="tcp://127.0.0.1:1")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_real_scheduler_and_two_workers_by_address():
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -144,25 +139,30 @@ def test_a_real_scheduler_and_two_workers_by_address():
             process.wait(timeout=30)
 
 
-def test_cancel_and_fail_fast_on_the_cluster(client):
-    @stage
-    def nap(i):
-        time.sleep(30)
+def test_cancel_and_fail_fast_on_the_cluster(client, tmp_path):
+    # Dask cannot stop a running task: the test releases its stages once they are cancelled.
+    naps, long = tmp_path / "naps", tmp_path / "long"
 
     @stage
     def quick_fail():
         raise RuntimeError("stop everything")
 
-    handle = Pipeline().add_stages([nap(i).named(f"nap{i}") for i in range(4)]).start(
-        executor=client, block=False)
-    time.sleep(1.0)
-    handle.cancel()
-    start = time.time()
-    handle.wait(timeout=10)
-    assert time.time() - start < 2
-    assert set(handle.status.values()) == {StageStatus.CANCELLED}
-    client.restart()  # Dask cannot stop running tasks; restarting its workers does
-    run = Pipeline().add_stages(quick_fail(), nap(9).named("long")).start(
-        executor=client, fail_fast=True, raise_on_error=False)
-    assert run.status == {"quick_fail": StageStatus.FAILED, "long": StageStatus.CANCELLED}
-    client.restart()  # Dask cannot stop running tasks; restarting its workers does
+    running = threading.Event()
+    stages = [wait_for_file(str(naps)).named(f"nap{i}") for i in range(4)]
+    handle = Pipeline().add_stages(stages).start(
+        executor=client, block=False,
+        on_event=lambda e: e.status is StageStatus.RUNNING and running.set())
+    try:
+        assert running.wait(120), "no stage started on the cluster"
+        handle.cancel()
+        handle.wait(timeout=60)
+        assert set(handle.status.values()) == {StageStatus.CANCELLED}
+        naps.write_text("go")
+        run = Pipeline().add_stages(quick_fail(), wait_for_file(str(long)).named("long")
+                                    ).start(executor=client, fail_fast=True,
+                                            raise_on_error=False)
+        assert run.status == {"quick_fail": StageStatus.FAILED,
+                              "long": StageStatus.CANCELLED}
+    finally:
+        naps.write_text("go")
+        long.write_text("go")

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 
 import pytest
 from conftest import wait_for_no_children
+from workload import work
 
 from pydags import StageStatus
 from pydags.pipeline import Pipeline
-from pydags.stage import stage
 
 pytestmark = [pytest.mark.soak, pytest.mark.usefixtures("no_orphans")]
-
-
-@stage
-def work(fate, *upstream):
-    if fate == "fail":
-        raise RuntimeError("planned failure")
-    if fate == "crash":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return 1 + sum(upstream)
 
 
 def faulty_pipeline(seed: int) -> Pipeline:

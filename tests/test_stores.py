@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import time
@@ -13,6 +12,7 @@ import diskcache
 import pandas as pd
 import pytest
 import redis
+from conftest import free_port
 from sklearn.datasets import load_wine
 from sklearn.ensemble import RandomForestClassifier
 
@@ -20,12 +20,6 @@ from pydags import StageStatus
 from pydags.pipeline import Pipeline
 from pydags.stage import DiskCacheStage, RedisStage, Stage
 from pydags.store import DiskCacheStore, DiskStore, MissingKey, RedisStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +30,13 @@ def redis_url():
     process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1",
                                 "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
     client = redis.Redis(port=port)
-    for _ in range(100):
+    deadline = time.time() + 60
+    while True:  # wait for the server to accept connections
         try:
             client.ping()
             break
         except redis.ConnectionError:
+            assert time.time() < deadline, "redis-server did not start within 60 s"
             time.sleep(0.05)
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()

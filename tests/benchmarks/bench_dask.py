@@ -14,7 +14,7 @@ def main(n: int = 1000) -> None:
     pipeline = build(random_parents(n, seed=11), trivial)
     local = min(pipeline.start(num_cores=2, show=False).wall_time for _ in range(2))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         dask = min(pipeline.start(executor=client, show=False).wall_time for _ in range(2))
     print(f"{n} trivial stages: local workers {local / n * 1e3:.3f} ms/stage, "
           f"Dask LocalCluster {dask / n * 1e3:.3f} ms/stage, ratio {dask / local:.1f}x")

@@ -1,0 +1,136 @@
+"""Stages that tests run in worker processes.
+
+Workers import a stage's module to run it, so this module imports nothing heavy: a fresh
+worker is ready in a fraction of a second even on a busy machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from pydags.stage import Stage, stage
+
+
+@stage
+def load():
+    return [3, 1, 2]
+
+
+@stage
+def clean(rows):
+    return sorted(rows)
+
+
+@stage
+def total(rows, offset=0):
+    return sum(rows) + offset
+
+
+@stage
+def boom():
+    raise ValueError("no data today")
+
+
+@stage
+def after_boom(x):
+    return x
+
+
+@stage
+def independent():
+    return "still ran"
+
+
+@stage
+def fine():
+    return "fine"
+
+
+@stage
+def sleepy(seconds=30):
+    time.sleep(seconds)
+    return seconds
+
+
+@stage
+def downstream(x):
+    return x
+
+
+@stage
+def segfault():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@stage
+def hard_exit():
+    os._exit(7)
+
+
+@stage
+def calls_sys_exit():
+    sys.exit(3)
+
+
+class Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("carries a lock")
+        self.lock = threading.Lock()
+
+
+@stage
+def raises_unpicklable():
+    raise Unpicklable()
+
+
+@stage
+def loud():
+    for _ in range(200_000):
+        print("x" * 50)
+    return "done"
+
+
+@stage
+def work(fate, *upstream):
+    """The soak test's stage: fails, kills its own worker, or adds up its inputs."""
+    if fate == "fail":
+        raise RuntimeError("planned failure")
+    if fate == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1 + sum(upstream)
+
+
+@stage
+def add(*values):
+    return 1 + sum(values)
+
+
+class Scale(Stage):
+    def __init__(self, rows, factor=2):
+        super().__init__(rows)
+        self.factor = factor
+
+    def run(self, rows):
+        return [r * self.factor for r in rows]
+
+
+class Named(Stage):
+    @property
+    def name(self):
+        return "custom_name"
+
+    def run(self):
+        return "named"
+
+
+@stage
+def wait_for_file(path, seconds=300):
+    """Block until ``path`` exists (a test's way to hold a stage running, then release it)."""
+    end = time.time() + seconds
+    while not os.path.exists(path) and time.time() < end:
+        time.sleep(0.02)
+    return os.path.exists(path)
