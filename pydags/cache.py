@@ -17,7 +17,6 @@ from pydags.stage import FunctionStage, Stage, resolve
 from pydags.status import StageStatus
 
 if TYPE_CHECKING:
-    from pydags.pipeline import Pipeline
     from pydags.scheduler import Plan
 
 PREFIX = "pydags-cache"
@@ -56,38 +55,39 @@ def _code(stage: Stage) -> bytes:
                         if hasattr(f, "__code__"))
 
 
-def key(pipeline: Pipeline, name: str, fingerprint: str) -> str:
-    return f"{PREFIX}/{pipeline.name}/{name}/{fingerprint}"
+def key(pipeline: str, name: str, fingerprint: str) -> str:
+    """Where the result of stage ``name`` of ``pipeline`` with ``fingerprint`` is stored."""
+    return f"{PREFIX}/{pipeline}/{name}/{fingerprint}"
 
 
-def cached_results(pipeline: Pipeline, prints: dict[str, str]) -> dict[str, Any]:
+def cached_results(store: Any, pipeline: str, prints: dict[str, str]) -> dict[str, Any]:
     """The stored results of the stages whose fingerprint is unchanged."""
     found = {}
     for name, fingerprint in prints.items():
         try:
-            found[name] = pipeline.store.get(key(pipeline, name, fingerprint))
+            found[name] = store.get(key(pipeline, name, fingerprint))
         except KeyError:
             continue
     return found
 
 
-def remember_results(pipeline: Pipeline, run: Run, prints: dict[str, str]):
+def remember_results(store: Any, pipeline: str, run: Run, prints: dict[str, str]):
     """A subscriber that stores each DONE stage's result under its fingerprint."""
 
     def remember(event: Event) -> None:
         if event.status is StageStatus.DONE and event.stage in prints:
-            name = key(pipeline, event.stage, prints[event.stage])
             try:
-                pipeline.store.set(name, run.results[event.stage])
+                store.set(key(pipeline, event.stage, prints[event.stage]),
+                          run.results[event.stage])
             except TypeError as exc:
                 warnings.warn(f"stage {event.stage!r} was not cached: {exc}", stacklevel=2)
 
     return remember
 
 
-def clear(pipeline: Pipeline) -> int:
-    """Delete every cached result of ``pipeline``; returns how many."""
-    names = pipeline.store.keys(f"{PREFIX}/{pipeline.name}/")
+def clear(store: Any, pipeline: str) -> int:
+    """Delete every cached result of ``pipeline`` from ``store``; returns how many."""
+    names = store.keys(f"{PREFIX}/{pipeline}/")
     for name in names:
-        pipeline.store.delete(name)
+        store.delete(name)
     return len(names)

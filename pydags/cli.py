@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pydags.pipeline import Pipeline
-from pydags.run import Event, Run
+from pydags.run import Run
 from pydags.status import PALETTE, StageStatus
 
 
@@ -76,17 +76,10 @@ def summary_table(run: Run) -> Table:
 def run_command(args: argparse.Namespace, console: Console) -> int:
     pipeline = find_pipeline(args.target)
     live = Live(console=console, refresh_per_second=8, transient=True)
-    holder: dict[str, Run] = {}
-
-    def refresh(_: Event) -> None:
-        if "run" in holder:
-            live.update(progress_table(holder["run"]))
-
+    run = pipeline.prepare(num_cores=args.cores, raise_on_error=False)
+    run.subscribe(lambda _: live.update(progress_table(run)))
     with live:
-        run = pipeline.start(num_cores=args.cores, show=False, block=False,
-                             raise_on_error=False, on_event=refresh)
-        holder["run"] = run
-        run.wait()
+        run.start(block=False).wait()
     console.print(summary_table(run))
     from pydags.timeline import efficiency_summary
 

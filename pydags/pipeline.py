@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import os
-import sys
-import threading
+import weakref
 from collections import deque
 from collections.abc import Iterable
-from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from pydags.errors import CycleError
 from pydags.executors.base import Executor
-from pydags.executors.inline import IN_PROCESS
-from pydags.run import Event, Run
+from pydags.run import Run
 from pydags.scheduler import Plan, Scheduler
-from pydags.stage import FunctionStage, Stage
-from pydags.status import StageStatus
+from pydags.stage import FunctionStage, Stage, stages_in
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,21 +23,29 @@ HISTORY = 20  # runs kept in ``pipeline.runs``
 
 
 class Pipeline:
-    """A DAG of stages. Add stages, then ``visualize()`` or ``start()`` it."""
+    """A DAG of stages. Add stages, then ``visualize()`` or ``start()`` it.
+
+    The graph is always the one the stage objects describe now: ``.after()`` or
+    ``.named()`` on a stage already added is honoured by the next ``start()``.
+    """
 
     def __init__(self, name: str | None = None, stages: Iterable[Stage] = (), *,
                  store: Any = None):
         self.name = name or "pipeline"
         self._store = store
-        self._stages: dict[str, Stage] = {}
+        self._members: dict[int, Stage] = {}  # id -> stage: those added and their dependencies
+        self._by_name: dict[str, Stage] = {}
+        self._stale = False  # a member changed its name or dependencies since the last check
         self._graph: nx.DiGraph | None = None
-        self._drawing: Any = None
         self.runs: deque[Run] = deque(maxlen=HISTORY)
         self.add_stages(*stages)
 
     # --- building ------------------------------------------------------------
     def add_stages(self, *stages: Stage | Iterable[Stage]) -> Pipeline:
-        """Add stages (a list, or several arguments) and every stage they depend on."""
+        """Add stages (a list, or several arguments) and every stage they depend on.
+
+        A rejected call (a non-stage, a name taken twice, a cycle) leaves the pipeline as it was.
+        """
         given: list[Any] = []
         for item in stages:
             given.extend(item if isinstance(item, (list, tuple, set, frozenset)) else [item])
@@ -50,47 +54,51 @@ class Pipeline:
                 hint = " (call it: load(), not load)" if callable(item) else ""
                 raise TypeError(f"add_stages() takes stages; item {position} is a "
                                 f"{type(item).__name__}: {item!r}{hint}")
-        found: dict[str, Stage] = dict(self._stages)
-        stack = list(reversed(given))
-        seen: set[int] = {id(s) for s in found.values()}
-        while stack:
-            item = stack.pop()
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            other = found.get(item.name)
-            if other is not None and other is not item:
-                raise ValueError(
-                    f"two different stages are named {item.name!r} in pipeline {self.name!r}; "
-                    f"give one another name with .named(), e.g. {item.name}(...).named("
-                    f"'{item.name}_2')")
-            found[item.name] = item
-            stack.extend(reversed(item.dependencies))
-        self._stages = found
+        self._check()
+        members, by_name = _closure(given, self._members, self._by_name, self.name)
+        _check_acyclic(members, self._members)
+        ref = weakref.ref(self)
+        for item in members.values():
+            item._pipelines.append(ref)
+        self._members.update(members)
+        self._by_name.update(by_name)
         self._graph = None
-        self._drawing = None
-        self.graph  # noqa: B018  (build and check it now, so errors show at once)
         return self
+
+    def _check(self) -> None:
+        """Build the index again if a member changed since it was built."""
+        if not self._stale:
+            return
+        members, by_name = _closure(list(self._members.values()), {}, {}, self.name)
+        _check_acyclic(members, {})
+        ref = weakref.ref(self)
+        for item in members.values():
+            if id(item) not in self._members:
+                item._pipelines.append(ref)
+        self._members, self._by_name, self._graph, self._stale = members, by_name, None, False
 
     @property
     def stages(self) -> list[Stage]:
         """The stages, in a topological order (every stage after its dependencies)."""
-        return [self._stages[name] for name in self._order()]
+        return [self._by_name[name] for name in self._order()]
 
     def __getitem__(self, name: str) -> Stage:
+        self._check()
         try:
-            return self._stages[name]
+            return self._by_name[name]
         except KeyError:
             raise KeyError(f"pipeline {self.name!r} has no stage {name!r}; it has: "
-                           f"{', '.join(self._stages) or 'no stages'}") from None
+                           f"{', '.join(self._by_name) or 'no stages'}") from None
 
     def __contains__(self, item: object) -> bool:
+        self._check()
         if isinstance(item, Stage):
-            return self._stages.get(item.name) is item
-        return item in self._stages
+            return self._members.get(id(item)) is item
+        return item in self._by_name
 
     def __len__(self) -> int:
-        return len(self._stages)
+        self._check()
+        return len(self._members)
 
     def __iter__(self):
         return iter(self.stages)
@@ -102,14 +110,12 @@ class Pipeline:
     @property
     def graph(self) -> nx.DiGraph:
         """A ``networkx.DiGraph`` of stage names, an edge from each dependency to its stage."""
+        self._check()
         if self._graph is None:
             graph = nx.DiGraph()
-            graph.add_nodes_from(self._stages)
-            for name, item in self._stages.items():
+            graph.add_nodes_from(self._by_name)
+            for name, item in self._by_name.items():
                 graph.add_edges_from((dep.name, name) for dep in item.dependencies)
-            if not nx.is_directed_acyclic_graph(graph):
-                cycle = [edge[0] for edge in nx.find_cycle(graph)]
-                raise CycleError(cycle)
             self._graph = graph
         return self._graph
 
@@ -118,7 +124,8 @@ class Pipeline:
 
     def dependencies(self) -> dict[str, set[str]]:
         """Stage name to the names of the stages it waits for."""
-        return {name: set(self.graph.predecessors(name)) for name in self._stages}
+        graph = self.graph
+        return {name: set(graph.predecessors(name)) for name in graph}
 
     # --- drawing -------------------------------------------------------------
     def visualize(self, ax: Any = None, status: Any = None, *, layout: str = "layered",
@@ -150,6 +157,43 @@ class Pipeline:
         return widget
 
     # --- running -------------------------------------------------------------
+    def prepare(
+        self,
+        num_cores: int = 1,
+        *,
+        executor: Any = None,
+        raise_on_error: bool = True,
+        fail_fast: bool = False,
+        resume: bool = False,
+        cache: bool = False,
+        on_event: Any = None,
+    ) -> Run:
+        """A run of the pipeline, not started yet: ``subscribe()`` to it, then ``start()`` it.
+
+        Takes the options of ``start()`` but ``block`` and ``show``.
+        """
+        cores = _check_cores(num_cores)
+        if not len(self):
+            raise ValueError(f"pipeline {self.name!r} has no stages; add some with add_stages()")
+        plan = self._plan()
+        self._connect_stores(plan)
+        chosen = self._executor(executor, cores, plan)
+        reused = self._resumed(plan) if resume else {}
+        if cache:
+            from pydags import cache as caching
+
+            prints = caching.fingerprints(plan)
+            reused = caching.cached_results(self.store, self.name, prints) | reused
+        scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=reused)
+        run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
+                  raise_on_error=raise_on_error)
+        if cache:
+            run.subscribe(caching.remember_results(self.store, self.name, run, prints))
+        if on_event is not None:
+            run.subscribe(on_event)
+        self.runs.append(run)
+        return run
+
     def start(
         self,
         num_cores: int = 1,
@@ -175,40 +219,12 @@ class Pipeline:
         ``on_event``: a function called with every status change.
         Raises ``PipelineError`` when a stage failed, unless ``raise_on_error=False``.
         """
-        cores = _check_cores(num_cores)
-        if not self._stages:
-            raise ValueError(f"pipeline {self.name!r} has no stages; add some with add_stages()")
-        plan = self._plan()
-        self._connect_stores(plan)
-        run = Run(self.name, list(plan.stages), plan.dependencies)
-        run._raise_on_error = raise_on_error
-        chosen = self._executor(executor, cores, plan)
-        reused = self._resumed(plan) if resume else {}
-        if cache:
-            from pydags import cache as caching
+        run = self.prepare(num_cores, executor=executor, raise_on_error=raise_on_error,
+                           fail_fast=fail_fast, resume=resume, cache=cache, on_event=on_event)
+        from pydags.display import follow
 
-            prints = caching.fingerprints(plan)
-            reused = caching.cached_results(self, prints) | reused
-            run.subscribe(caching.remember_results(self, run, prints))
-        widget = self._show(run, cores) if (show is None and _in_notebook()) or show else None
-        if widget is None and block:  # a background run's prints would land anywhere
-            run.subscribe(_echo_worker_output(run))
-        if on_event is not None:
-            run.subscribe(on_event)
-        scheduler = Scheduler(plan, chosen, run, fail_fast=fail_fast, cached=reused)
-        self.runs.append(run)
-        if block:
-            try:
-                scheduler.execute()
-            finally:
-                run._finished.set()
-            if raise_on_error:
-                run.raise_for_failures()
-            return run
-        run._thread = threading.Thread(target=copy_context().run, args=(_execute, scheduler, run),
-                                       name=f"pydags-{self.name}", daemon=True)
-        run._thread.start()
-        return run
+        follow(self, run, show=show, block=block, num_cores=num_cores)
+        return run.start(block=block)
 
     @property
     def store(self) -> Any:
@@ -228,14 +244,16 @@ class Pipeline:
 
     def _plan(self) -> Plan:
         order = self._order()
-        stages = {name: self._stages[name] for name in order}
+        stages = {name: self._by_name[name] for name in order}
         deps = self.dependencies()
         known = self.runs[-1].durations if self.runs else {}
         cost: dict[str, float] = {}
         for name in reversed(order):
             below = max((cost[d] for d in self.graph.successors(name)), default=0.0)
             cost[name] = below + known.get(name, 1.0)
-        return Plan(stages, deps, cost)
+        inputs = {name: {s.name for s in stages_in(stage.arguments)}
+                  for name, stage in stages.items()}
+        return Plan(stages, deps, cost, inputs)
 
     def _connect_stores(self, plan: Plan) -> None:
         """Give class stages without a store the pipeline's; check every store is reachable."""
@@ -252,7 +270,7 @@ class Pipeline:
         """Delete this pipeline's cached results from its store; returns how many."""
         from pydags.cache import clear
 
-        return clear(self)
+        return clear(self.store, self.name)
 
     def _executor(self, executor: Any, cores: int, plan: Plan) -> Executor:
         if executor is not None:
@@ -282,28 +300,11 @@ class Pipeline:
         return {n: last.results[n] for n, s in last.status.items()
                 if s.succeeded and n in plan.stages and n in last.results}
 
-    def _show(self, run: Run, num_cores: int) -> Any:
-        from pydags.widget import PipelineWidget
-
-        widget = PipelineWidget(self, num_cores=num_cores)
-        widget.attach(run)
-        widget.show()
-        return widget
-
     def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
         """Per stage: seconds in ``before`` and ``after`` and the change, slowest change first."""
         from pydags.timeline import compare_runs
 
         return compare_runs(before, after)
-
-
-def _execute(scheduler: Scheduler, run: Run) -> None:
-    try:
-        scheduler.execute()
-    except BaseException as exc:  # kept for wait() to raise in the caller's thread
-        run._interrupted = exc
-    finally:
-        run._finished.set()
 
 
 def _check_cores(num_cores: Any) -> int:
@@ -316,19 +317,50 @@ def _check_cores(num_cores: Any) -> int:
     return num_cores
 
 
-def _in_notebook() -> bool:
-    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-    return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
+def _closure(given: list[Stage], members: dict[int, Stage], by_name: dict[str, Stage],
+             pipeline: str) -> tuple[dict[int, Stage], dict[str, Stage]]:
+    """``given`` and every stage they depend on that is not in ``members`` yet, by id and by
+    name; two different stages of one name are an error."""
+    found: dict[int, Stage] = {}
+    names: dict[str, Stage] = {}
+    stack = list(reversed(given))
+    while stack:
+        item = stack.pop()
+        if id(item) in found or id(item) in members:
+            continue
+        found[id(item)] = item
+        name = item.name
+        other = names.get(name) or by_name.get(name)
+        if other is not None and other is not item:
+            raise ValueError(
+                f"two different stages are named {name!r} in pipeline {pipeline!r}; give one "
+                f"another name with .named(), e.g. {name}(...).named('{name}_2')")
+        names[name] = item
+        stack.extend(reversed(item.dependencies))
+    return found, names
 
 
-def _echo_worker_output(run: Run):
-    """Print what a worker stage printed once it ends (in-process stages print live)."""
-
-    def echo(event: Event) -> None:
-        if event.status in (StageStatus.DONE, StageStatus.FAILED, StageStatus.RETRYING):
-            record = run.stage_records[event.stage]
-            if record.output and record.worker != IN_PROCESS:
-                sys.stdout.write(record.output)
-                sys.stdout.flush()
-
-    return echo
+def _check_acyclic(new: dict[int, Stage], old: dict[int, Stage]) -> None:
+    """Raise ``CycleError`` if the ``new`` stages depend on each other in a circle (the
+    ``old`` ones are known to be acyclic and depend on no new one)."""
+    done: set[int] = set()
+    for root in new.values():
+        if id(root) in done:
+            continue
+        path, on_path, todo = [root], {id(root)}, [iter(root.dependencies)]
+        while todo:
+            for dep in todo[-1]:
+                if id(dep) in old or id(dep) in done:
+                    continue
+                if id(dep) in on_path:
+                    cycle = path[[id(s) for s in path].index(id(dep)):]
+                    raise CycleError([s.name for s in reversed(cycle)])
+                path.append(dep)
+                on_path.add(id(dep))
+                todo.append(iter(dep.dependencies))
+                break
+            else:
+                finished = path.pop()
+                on_path.discard(id(finished))
+                done.add(id(finished))
+                todo.pop()

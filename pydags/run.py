@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+import warnings
 from collections.abc import Callable
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydags.executors.base import StageError
+from pydags.executors.base import Outcome, StageError
 from pydags.status import StageStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from pydags.scheduler import Scheduler
 
 
 class Event(NamedTuple):
@@ -61,24 +66,33 @@ class StageRecord:
 
 
 Subscriber = Callable[[Event], None]
+RunSubscriber = Callable[["Run"], None]
 
 
 class Run:
-    """The outcome of ``Pipeline.start()``; while it runs, a handle to ``wait`` or ``cancel``."""
+    """A run of a pipeline: its result, and while it goes on, a handle to ``wait`` or ``cancel``.
 
-    def __init__(self, pipeline_name: str, stages: list[str], dependencies: dict[str, set[str]]):
+    ``Pipeline.start()`` returns one; ``Pipeline.prepare()`` returns one not started yet, to
+    ``subscribe()`` to before calling ``start()``.
+    """
+
+    def __init__(self, pipeline_name: str, stages: list[str], dependencies: dict[str, set[str]],
+                 *, scheduler: Scheduler | None = None, raise_on_error: bool = True):
         self.pipeline_name = pipeline_name
         self.dependencies = dependencies
         self.stage_records: dict[str, StageRecord] = {name: StageRecord(name) for name in stages}
         self.results: dict[str, Any] = {}
-        self.left = len(stages)  # stages not finished yet; counted down by the scheduler
+        self.left = len(stages)  # stages not finished yet
         self.started: float | None = None
         self.ended: float | None = None
-        self._subscribers: list[Subscriber] = []
+        self.raise_on_error = raise_on_error
+        self._scheduler = scheduler
+        self._on_start: list[RunSubscriber] = []
+        self._on_event: list[Subscriber] = []
+        self._on_finish: list[RunSubscriber] = []
         self._finished = threading.Event()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._raise_on_error = True
         self._interrupted: BaseException | None = None
 
     # --- what a user reads -------------------------------------------------
@@ -151,9 +165,36 @@ class Run:
         return draw_timeline(self, ax=ax)
 
     # --- the handle ----------------------------------------------------------
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Call ``subscriber(event)`` on every status change from now on."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, on_event: Subscriber | None = None, *,
+                  on_start: RunSubscriber | None = None,
+                  on_finish: RunSubscriber | None = None) -> Run:
+        """Call ``on_start(run)`` when the run starts, ``on_event(event)`` on every status
+        change and ``on_finish(run)`` once it has ended, all on the thread running it."""
+        for hooks, hook in ((self._on_start, on_start), (self._on_event, on_event),
+                            (self._on_finish, on_finish)):
+            if hook is not None:
+                hooks.append(hook)
+        return self
+
+    def start(self, block: bool = True) -> Run:
+        """Start a run made by ``Pipeline.prepare()``; with ``block=True`` wait for its end,
+        as ``wait()`` does. Returns the run."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            raise RuntimeError(f"this run of {self.pipeline_name!r} was started already; "
+                               "prepare() or start() the pipeline again for another")
+        if block:
+            self._execute(scheduler)
+            return self.wait()
+        self._thread = threading.Thread(target=copy_context().run,
+                                        args=(self._execute, scheduler),
+                                        name=f"pydags-{self.pipeline_name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _execute(self, scheduler: Scheduler) -> None:
+        with contextlib.suppress(BaseException):  # kept by mark_finished for wait() to raise
+            scheduler.execute(self)
 
     def done(self) -> bool:
         """True when the run has ended."""
@@ -165,10 +206,14 @@ class Run:
 
     @property
     def cancel_requested(self) -> bool:
+        """True once ``cancel()`` was called."""
         return self._cancel.is_set()
 
     def wait(self, timeout: float | None = None) -> Run:
         """Block until the run ends; raises ``PipelineError`` as ``start()`` would."""
+        if self._scheduler is not None:
+            raise RuntimeError(f"this run of {self.pipeline_name!r} was prepared but not "
+                               "started; call run.start()")
         try:
             if not self._finished.wait(timeout):
                 raise TimeoutError(f"the run of {self.pipeline_name!r} is still going")
@@ -176,11 +221,11 @@ class Run:
             self.cancel()
             self._finished.wait()
             raise
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         if self._interrupted is not None:
             raise self._interrupted
-        if self._raise_on_error:
+        if self.raise_on_error:
             self.raise_for_failures()
         return self
 
@@ -196,5 +241,71 @@ class Run:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s.value}" for s, n in self.counts().items() if n)
-        state = "finished" if self.done() else "running"
+        state = ("finished" if self.done() else "not started" if self._scheduler is not None
+                 else "running")
         return f"<Run of {self.pipeline_name!r}, {state}: {counts}>"
+
+    # --- writing: for the scheduler only (as Future.set_result is for executors) ----------
+    def mark_started(self) -> None:
+        """The run begins: tell the ``on_start`` subscribers."""
+        self.started = time.time()
+        self._notify(self._on_start, self)
+
+    def attempt_started(self, name: str, attempt: int, worker: str, when: float) -> None:
+        """An attempt of stage ``name`` began on ``worker``."""
+        record = self.stage_records[name]
+        record.attempts.append(Attempt(attempt, worker, when))
+        record.start, record.end, record.worker = when, None, worker
+
+    def attempt_ended(self, outcome: Outcome) -> None:
+        """An attempt ended: keep its times, worker, output, error and result."""
+        record = self.stage_records[outcome.name]
+        if not record.attempts or record.attempts[-1].number != outcome.attempt:
+            record.attempts.append(Attempt(outcome.attempt, outcome.worker, outcome.start))
+        attempt = record.attempts[-1]
+        attempt.start, attempt.end = outcome.start or attempt.start, outcome.end
+        attempt.worker = outcome.worker or attempt.worker
+        attempt.status = StageStatus.DONE if outcome.ok else StageStatus.FAILED
+        attempt.error = None if outcome.error is None else outcome.error.message
+        record.start, record.end, record.worker = attempt.start, attempt.end, attempt.worker
+        record.output = outcome.output
+        if outcome.ok:
+            self.results[outcome.name] = outcome.value
+
+    def set_result(self, name: str, value: Any) -> None:
+        """Stage ``name``'s result is known without running it (resumed or cached)."""
+        self.results[name] = value
+
+    def set_status(self, name: str, status: StageStatus, *, attempt: int = 1,
+                   worker: str | None = None, error: StageError | None = None) -> Event:
+        """Stage ``name`` has a new status: record it, then tell the subscribers."""
+        now = time.time()
+        record = self.stage_records[name]
+        if status.finished and not record.status.finished:
+            self.left -= 1
+        record.status = status
+        if status is StageStatus.QUEUED and record.queued is None:
+            record.queued = now
+        if error is not None:
+            record.error = error
+        if status is StageStatus.CANCELLED and record.attempts and record.attempts[-1].end is None:
+            record.attempts[-1].end, record.attempts[-1].status = now, status
+            record.start, record.end = record.attempts[-1].start, now
+        event = Event(name, status, now, attempt, worker, error)
+        self._notify(self._on_event, event)
+        return event
+
+    def mark_finished(self, interrupted: BaseException | None = None) -> None:
+        """The run has ended (``interrupted`` by Ctrl-C or an error of pydags' own, if given):
+        tell the ``on_finish`` subscribers, then wake whoever waits."""
+        self.ended = time.time()
+        self._interrupted = interrupted
+        self._notify(self._on_finish, self)
+        self._finished.set()
+
+    def _notify(self, subscribers: list[Callable[[Any], None]], news: Any) -> None:
+        for subscriber in subscribers:
+            try:
+                subscriber(news)
+            except Exception as exc:  # a broken display must not break the run
+                warnings.warn(f"pydags subscriber {subscriber!r} failed: {exc!r}", stacklevel=3)

@@ -6,14 +6,18 @@ Algorithm
     capacity; whenever an outcome comes back, the stages it unblocks become ready. A
     failed stage is retried after its delay while it has retries left; once it is
     FAILED for good, everything downstream of it is SKIPPED and independent branches go
-    on. Stages whose result is already known (``resume``, ``cache``) start CACHED. An
-    *eager* executor (a Dask cluster) instead gets every stage at once, with its upstream
-    results as the executor's own handles (futures), and resolves them itself.
+    on. Stages whose result is already known (``resume``, ``cache``) start CACHED.
+    An executor that *pipelines* (Dask) may take a stage as soon as the stages whose
+    results it takes as arguments are submitted (those it only runs ``.after()`` must
+    succeed first), passing results from worker to worker; if such an upstream attempt
+    fails and is retried, the stages handed out behind it are withdrawn (back to PENDING)
+    and handed out again behind the retry. The rules are the same on every executor.
 
 State (keyed by stage name; only this module changes it)
-    waiting     name -> dependencies that have not succeeded yet
+    blocked     name -> dependencies that keep it from being handed out: those not
+                succeeded yet (for a pipelining executor, inputs: not submitted yet)
     dependents  name -> stages that wait for it
-    ready       heap of (-priority, order, name): dependencies met, not submitted (QUEUED)
+    ready       heap of (-priority, order, name): may be handed out, not yet (QUEUED)
     running     stages handed to the executor whose outcome is not back yet
     retry_at    heap of (time, name): failed attempts waiting for their retry delay
     attempts    name -> number of the current attempt
@@ -25,21 +29,21 @@ Policy
     known, else one second) goes first, so long chains start early.
 
 Events
-    Every status change is an ``Event`` passed to the run's subscribers (the live widget,
-    the terminal display, tests) on the thread that runs the scheduler. The run record is
-    updated before subscribers hear of it. Nothing else changes a stage's status.
+    Every status change goes through ``Run.set_status``, which records it and passes an
+    ``Event`` to the run's subscribers (the live view, the terminal display, the cache,
+    tests) on the thread that runs the scheduler; ``Run.mark_started`` and
+    ``Run.mark_finished`` bracket them. Nothing else changes a stage's status.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from pydags.executors.base import Executor, Job, Outcome, StageError, Started
-from pydags.run import Attempt, Event, Run
+from pydags.run import Attempt, Run
 from pydags.stage import Stage, resolve
 from pydags.status import StageStatus
 
@@ -53,35 +57,40 @@ class Plan:
     stages: dict[str, Stage]
     dependencies: dict[str, set[str]]
     priority: dict[str, float]
+    inputs: dict[str, set[str]]  # the dependencies whose results a stage takes as arguments
 
 
 class Scheduler:
-    """Runs one plan on one executor, writing every change into ``run``."""
+    """Runs one plan on one executor, writing every change into the run."""
 
-    def __init__(self, plan: Plan, executor: Executor, run: Run, *, fail_fast: bool = False,
+    def __init__(self, plan: Plan, executor: Executor, *, fail_fast: bool = False,
                  cached: dict[str, Any] | None = None):
-        self.plan, self.executor, self.run, self.fail_fast = plan, executor, run, fail_fast
+        self.plan, self.executor, self.fail_fast = plan, executor, fail_fast
         self.cached = cached or {}
-        self.waiting = {name: set(deps) for name, deps in plan.dependencies.items()}
+        self.blocked = {name: set(deps) for name, deps in plan.dependencies.items()}
         self.dependents: dict[str, list[str]] = {name: [] for name in plan.stages}
         for name, deps in plan.dependencies.items():
             for dep in deps:
                 self.dependents[dep].append(name)
         self.ready: list[tuple[float, int, str]] = []
+        self.queued: dict[str, int] = {}  # name -> its entry's order in ``ready``
         self.running: set[str] = set()
         self.retry_at: list[tuple[float, str]] = []
         self.attempts = dict.fromkeys(plan.stages, 1)
         self._order = 0
+        self.run: Run
 
     # --- the loop ------------------------------------------------------------
-    def execute(self) -> None:
+    def execute(self, run: Run) -> None:
         """Run every stage to a final status. On KeyboardInterrupt: cancel, clean up, re-raise."""
-        self.run.started = time.time()
+        self.run = run
+        interrupted: BaseException | None = None
+        run.mark_started()
         try:
             self.executor.start()
             self._begin()
-            while self.run.left:
-                if self.run.cancel_requested:
+            while run.left:
+                if run.cancel_requested:
                     self._cancel_all()
                     break
                 self._submit_ready()
@@ -93,58 +102,60 @@ class Scheduler:
                     for news in self.executor.poll(POLL_SECONDS):
                         self._handle(news)
                 self._release_retries()
-            self.run.ended = time.time()
-        except BaseException:
+        except BaseException as exc:
+            interrupted = exc
             self._cancel_all()
             raise
         finally:
             self.executor.shutdown()
-            self.run.ended = self.run.ended or time.time()
+            run.mark_finished(interrupted)
 
     def _begin(self) -> None:
         for name in self.plan.stages:
             if name in self.cached:
-                self.run.results[name] = self.cached[name]
-                self._finish(name, StageStatus.CACHED)
-        for waiting in self.waiting.values():
-            waiting.difference_update(self.cached)
-        if self.executor.eager:
-            self._submit_all()
-        else:
-            for name, deps in self.waiting.items():
-                if not deps and name not in self.cached:
-                    self._make_ready(name)
+                self.run.set_result(name, self.cached[name])
+                self._set(name, StageStatus.CACHED)
+        for blocked in self.blocked.values():
+            blocked.difference_update(self.cached)
+        for name, deps in self.blocked.items():
+            if not deps and name not in self.cached:
+                self._make_ready(name)
 
     # --- handing out work ----------------------------------------------------
     def _make_ready(self, name: str) -> None:
         self._order += 1
+        self.queued[name] = self._order
         heapq.heappush(self.ready, (-self.plan.priority.get(name, 0.0), self._order, name))
-        self._emit(name, StageStatus.QUEUED)
+        self._set(name, StageStatus.QUEUED)
 
     def _submit_ready(self) -> None:
         while self.ready and len(self.running) < self.executor.capacity:
-            _, _, name = heapq.heappop(self.ready)
+            _, order, name = heapq.heappop(self.ready)
+            if self.queued.get(name) != order:
+                continue  # withdrawn or finished since it was queued
+            del self.queued[name]
             self.running.add(name)
-            self.executor.submit(self._job(name, self.run.results))
+            self.executor.submit(self._job(name))
+            if self.executor.pipelines:
+                self._unblock(name, submitted=True)
 
-    def _submit_all(self) -> None:
-        results = dict(self.run.results)
-        for name in self.plan.stages:  # stages are kept in topological order
-            if name not in self.cached:
-                self._emit(name, StageStatus.QUEUED)
-                self.running.add(name)
-                job = self._job(name, results)
-                job.upstream = tuple(d for d in self.plan.dependencies[name]
-                                     if d not in self.cached)
-                self.executor.submit(job)
-                results[name] = self.executor.handle(name)
-
-    def _job(self, name: str, results: dict[str, Any]) -> Job:
+    def _job(self, name: str) -> Job:
         stage = self.plan.stages[name]
         args, kwargs = stage.arguments
-        return Job(name, stage.callable(), resolve(args, results), resolve(kwargs, results),
-                   attempt=self.attempts[name], timeout=stage.timeout,
-                   retries=stage.retries, retry_delay=stage.retry_delay)
+        upstream = {d: self.executor.upstream(d, self.run.results)
+                    for d in self.plan.dependencies[name]}
+        return Job(name, stage.callable(), resolve(args, upstream), resolve(kwargs, upstream),
+                   attempt=self.attempts[name], timeout=stage.timeout)
+
+    def _unblock(self, name: str, submitted: bool = False) -> None:
+        """``name`` succeeded (or was ``submitted``, for the stages taking its result through
+        a pipelining executor): queue the dependents it no longer holds back."""
+        for dependent in self.dependents[name]:
+            blocked = self.blocked[dependent]
+            if name in blocked and (not submitted or name in self.plan.inputs[dependent]):
+                blocked.discard(name)
+                if not blocked and self.run.stage_records[dependent].status is StageStatus.PENDING:
+                    self._make_ready(dependent)
 
     def _release_retries(self) -> None:
         now = time.time()
@@ -154,95 +165,82 @@ class Scheduler:
 
     # --- news from the executor ---------------------------------------------
     def _handle(self, news: Started | Outcome) -> None:
-        if news.name not in self.running:
-            return  # cancelled or skipped meanwhile
-        record = self.run.stage_records[news.name]
+        if news.name not in self.running or news.attempt != self.attempts[news.name]:
+            return  # cancelled, skipped or withdrawn meanwhile
         if isinstance(news, Started):
-            if news.attempt > 1 and self.executor.eager:
-                self._emit(news.name, StageStatus.RETRYING, attempt=news.attempt - 1)
-            record.attempts.append(Attempt(news.attempt, news.worker, news.time))
-            record.start, record.end, record.worker = news.time, None, news.worker
-            self._emit(news.name, StageStatus.RUNNING, attempt=news.attempt, worker=news.worker)
+            self.run.attempt_started(news.name, news.attempt, news.worker, news.time)
+            self._set(news.name, StageStatus.RUNNING, worker=news.worker)
             return
         self.running.discard(news.name)
-        if not record.attempts or record.attempts[-1].number != news.attempt:
-            record.attempts.append(Attempt(news.attempt, news.worker, news.start))
-        attempt = record.attempts[-1]
-        attempt.start, attempt.end = news.start or attempt.start, news.end
-        attempt.worker = news.worker or attempt.worker
-        record.start, record.end, record.worker = attempt.start, attempt.end, attempt.worker
-        record.output = news.output
+        self.run.attempt_ended(news)
         if news.ok:
-            attempt.status = StageStatus.DONE
-            self.run.results[news.name] = news.value
-            self._finish(news.name, StageStatus.DONE)
-            self._release_dependents(news.name)
+            self._set(news.name, StageStatus.DONE)
+            self._unblock(news.name)
             return
         assert news.error is not None
-        attempt.status, attempt.error = StageStatus.FAILED, news.error.message
         stage = self.plan.stages[news.name]
-        if not self.executor.eager and news.attempt <= stage.retries and news.error.kind != "send":
+        if news.attempt <= stage.retries and news.error.kind != "send":
+            self._withdraw_dependents(news.name)
+            self._set(news.name, StageStatus.RETRYING, error=news.error)
             self.attempts[news.name] += 1
             heapq.heappush(self.retry_at, (time.time() + stage.retry_delay, news.name))
-            self._emit(news.name, StageStatus.RETRYING, attempt=news.attempt, error=news.error)
             return
-        self._fail(news.name, _with_attempts(news.error, record.attempts))
+        records = self.run.stage_records[news.name].attempts
+        self._fail(news.name, _with_attempts(news.error, records))
 
-    def _release_dependents(self, name: str) -> None:
-        for dependent in self.dependents[name]:
-            waiting = self.waiting[dependent]
-            waiting.discard(name)
-            if not waiting and not self.executor.eager and dependent not in self.cached:
-                self._make_ready(dependent)
+    def _withdraw_dependents(self, name: str) -> None:
+        """Take back the stages handed out behind ``name`` (a pipelining executor's): they
+        wait for its next attempt."""
+        stack = [name]
+        while stack:
+            upstream = stack.pop()
+            for dependent in self.dependents[upstream]:
+                status = self.run.stage_records[dependent].status
+                if status not in (StageStatus.QUEUED, StageStatus.RUNNING):
+                    continue
+                self.blocked[dependent].add(upstream)
+                self.queued.pop(dependent, None)
+                if dependent in self.running:
+                    self.running.discard(dependent)
+                    self.executor.cancel({dependent})
+                self._set(dependent, StageStatus.PENDING)
+                stack.append(dependent)
 
     def _fail(self, name: str, error: StageError) -> None:
-        self._finish(name, StageStatus.FAILED, error=error)
-        below, stack = [], list(self.dependents[name])
+        self._set(name, StageStatus.FAILED, error=error)
+        below, stack = set(), list(self.dependents[name])
         while stack:
             dependent = stack.pop()
             if not self.run.stage_records[dependent].status.finished:
-                self._finish(dependent, StageStatus.SKIPPED)
-                below.append(dependent)
+                self._set(dependent, StageStatus.SKIPPED)
+                below.add(dependent)
                 stack.extend(self.dependents[dependent])
-        if below and self.executor.eager:
-            self.executor.cancel(set(below))
+        handed_out = below & self.running
+        if handed_out:  # a pipelining executor took them already
+            self.running -= handed_out
+            self.executor.cancel(handed_out)
         if self.fail_fast:
             self._cancel_all()
 
     def _cancel_all(self) -> None:
         self.ready.clear()
+        self.queued.clear()
         self.retry_at.clear()
         if self.running:
             self.executor.cancel(set(self.running))
+            self.running.clear()
         for name, record in self.run.stage_records.items():
             if not record.status.finished:
-                self._finish(name, StageStatus.CANCELLED)
+                self._set(name, StageStatus.CANCELLED)
 
     # --- the one place a status changes ---------------------------------------
-    def _finish(self, name: str, status: StageStatus, error: StageError | None = None) -> None:
-        self.running.discard(name)
-        self.run.left -= 1
-        self._emit(name, status, error=error)
-
-    def _emit(self, name: str, status: StageStatus, *, attempt: int | None = None,
-              worker: str | None = None, error: StageError | None = None) -> None:
-        now = time.time()
-        record = self.run.stage_records[name]
-        record.status = status
-        if status is StageStatus.QUEUED and record.queued is None:
-            record.queued = now
-        if error is not None:
-            record.error = error
-        if status is StageStatus.CANCELLED and record.attempts and record.attempts[-1].end is None:
-            record.attempts[-1].end, record.attempts[-1].status = now, status
-            record.start, record.end = record.attempts[-1].start, now
-        event = Event(name, status, now, attempt or self.attempts[name], worker, error)
-        for subscriber in self.run._subscribers:
-            try:
-                subscriber(event)
-            except Exception as exc:  # a broken display must not break the run
-                warnings.warn(f"pydags event subscriber {subscriber!r} failed: {exc!r}",
-                              stacklevel=2)
+    def _set(self, name: str, status: StageStatus, *, worker: str | None = None,
+             error: StageError | None = None) -> None:
+        if status.finished:
+            self.running.discard(name)
+            self.queued.pop(name, None)
+        self.run.set_status(name, status, attempt=self.attempts[name], worker=worker,
+                            error=error)
 
 
 def _with_attempts(error: StageError, attempts: list[Attempt]) -> StageError:

@@ -27,9 +27,10 @@ class Stage:
     def __new__(cls, *args: Any, **kwargs: Any) -> Stage:
         self = super().__new__(cls)
         self._args, self._kwargs = (), {}
-        self._after: list[Stage] = []
+        self._after: dict[int, Stage] = {}  # id -> stage, in the order given
         self._name: str | None = None
         self._store: Any = None
+        self._pipelines: list[Any] = []  # weak references to the pipelines holding it
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -52,7 +53,15 @@ class Stage:
         if not isinstance(name, str) or not name:
             raise TypeError(f"named() takes a non-empty string, not {name!r}")
         self._name = name
+        self._changed()
         return self
+
+    def _changed(self) -> None:
+        """Tell the pipelines holding this stage that their graph must be built again."""
+        for ref in self._pipelines:
+            pipeline = ref()
+            if pipeline is not None:
+                pipeline._stale = True
 
     def after(self, *stages: Stage) -> Stage:
         """Run this stage only after ``stages`` are done; returns ``self`` to chain."""
@@ -64,8 +73,8 @@ class Stage:
                 )
             if other is self:
                 raise ValueError(f"stage {self.name!r} cannot run after itself")
-            if other not in self._after:
-                self._after.append(other)
+            self._after[id(other)] = other
+        self._changed()
         return self
 
     def options(
@@ -116,11 +125,10 @@ class Stage:
     @property
     def dependencies(self) -> list[Stage]:
         """Stages this one waits for: those given to ``.after()`` and those passed as arguments."""
-        found = list(self._after)
-        for value in _walk_values((self._args, self._kwargs)):
-            if value not in found:
-                found.append(value)
-        return found
+        found = dict(self._after)
+        for value in stages_in((self._args, self._kwargs)):
+            found.setdefault(id(value), value)
+        return list(found.values())
 
     @property
     def arguments(self) -> tuple[tuple, dict]:
@@ -134,7 +142,7 @@ class Stage:
     def __getstate__(self) -> dict[str, Any]:
         # A worker needs the stage's own settings, not the graph around it.
         state = dict(self.__dict__)
-        state.update(_args=(), _kwargs={}, _after=[])
+        state.update(_args=(), _kwargs={}, _after={}, _pipelines=[])
         return state
 
     def __repr__(self) -> str:
@@ -287,16 +295,16 @@ def _check_options(name: str, options: dict) -> None:
 _SEQUENCES = (list, tuple, set, frozenset)
 
 
-def _walk_values(value: Any) -> Iterator[Stage]:
+def stages_in(value: Any) -> Iterator[Stage]:
     """Yield the stages inside arguments (also inside lists, tuples, sets and dicts)."""
     if isinstance(value, Stage):
         yield value
     elif type(value) in _SEQUENCES:
         for item in value:
-            yield from _walk_values(item)
+            yield from stages_in(item)
     elif type(value) is dict:
         for item in value.values():
-            yield from _walk_values(item)
+            yield from stages_in(item)
 
 
 def resolve(value: Any, results: dict[str, Any]) -> Any:

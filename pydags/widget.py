@@ -71,7 +71,7 @@ class PipelineWidget(widgets.VBox):
         with self._lock:
             self.run = run
             self._drawing.update({name: StageStatus.PENDING for name in self._drawing.graph})
-        run.subscribe(self._on_event)
+        run.subscribe(self._on_event, on_finish=self._on_finish)
         self.progress.bar_style = "info"
         self.cancel_button.disabled = False
         self.run_button.disabled = True
@@ -80,9 +80,9 @@ class PipelineWidget(widgets.VBox):
     def start(self, **options: Any) -> Run:
         """Start a non-blocking run of the pipeline shown here."""
         options.setdefault("num_cores", self.num_cores)
-        run = self.pipeline.start(block=False, show=False, raise_on_error=False, **options)
+        run = self.pipeline.prepare(raise_on_error=False, **options)
         self.attach(run)
-        return run
+        return run.start(block=False)
 
     def cancel(self) -> None:
         """Cancel the run shown here."""
@@ -90,15 +90,17 @@ class PipelineWidget(widgets.VBox):
             self.run.cancel()
 
     # --- events -------------------------------------------------------------
-    def _on_event(self, event: Event) -> None:
-        run = self.run
-        if run is None:
+    def _on_finish(self, run: Run) -> None:
+        if run is not self.run:
             return
-        if run.left == 0:
-            self._redraw()
-            if self._display is not None:  # the static fallback shows the final state too
-                self._display.update(self)
-        elif self._timer is None:  # draw on a timer thread: the scheduler never waits for it
+        self._redraw()
+        if self._display is not None:  # the static fallback shows the final state too
+            self._display.update(self)
+
+    def _on_event(self, event: Event) -> None:
+        if self.run is None:
+            return
+        if self._timer is None:  # draw on a timer thread: the scheduler never waits for it
             wait = max(0.0, self._last_draw + self._interval - time.time())
             self._timer = threading.Timer(wait, copy_context().run, args=(self._redraw,))
             self._timer.daemon = True

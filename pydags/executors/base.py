@@ -1,10 +1,18 @@
-"""The executor seam: jobs go in, outcomes come out; where they ran is the executor's business."""
+"""The executor seam: jobs go in, news of them comes out; where they ran is the executor's business.
+
+The scheduler hands a job to ``submit()`` and hears back, through ``poll()``, that it
+``Started`` on a worker and, once, its ``Outcome``. Readiness, retries, skipping and every
+status change stay in the scheduler, the same for every backend.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+THIS_PROCESS = f"main (pid {os.getpid()})"  # how runs name the driver when it runs a stage
 
 
 @dataclass
@@ -30,9 +38,6 @@ class Job:
     kwargs: dict
     attempt: int = 1
     timeout: float | None = None
-    retries: int = 0
-    retry_delay: float = 0.0
-    upstream: tuple[str, ...] = ()  # for eager executors: every stage this one waits for
 
 
 @dataclass
@@ -63,25 +68,26 @@ class Outcome:
 class Executor:
     """Runs jobs. The scheduler calls ``start``, ``submit``, ``poll``, ``cancel``, ``shutdown``.
 
-    ``capacity`` is how many jobs may run at once. An ``eager`` executor takes every job
-    at once, in topological order, with each upstream result as the ``handle`` it gave for
-    that stage (a Dask future), and handles retries itself; the others get jobs whose
-    arguments are already resolved.
+    ``capacity`` is how many jobs it takes at once. An executor that ``pipelines`` takes a
+    job before its upstream stages have ended: the job's arguments then hold, for each
+    upstream stage, whatever ``upstream()`` gave (a Dask future), and the executor runs it
+    once those exist. A job whose upstream attempt fails is never reported: the scheduler
+    withdraws it with ``cancel`` and submits it again, or skips it.
     """
 
     capacity: int = 1
-    eager: bool = False
+    pipelines: bool = False
 
     def start(self) -> None:
         """Get workers ready."""
 
     def submit(self, job: Job) -> None:
-        """Start ``job``; its end comes back through ``poll``."""
+        """Start ``job``; its news comes back through ``poll``."""
         raise NotImplementedError
 
-    def handle(self, name: str) -> Any:
-        """An eager executor's reference to the future result of a submitted stage."""
-        raise NotImplementedError
+    def upstream(self, name: str, results: dict[str, Any]) -> Any:
+        """What a job receives in place of the upstream stage ``name``: its result."""
+        return results[name]
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
         """Wait up to ``timeout`` seconds for news of submitted jobs."""

@@ -1,9 +1,11 @@
-"""Run stages on a Dask distributed cluster: the whole graph at once, results kept on workers.
+"""Run stages on a Dask distributed cluster, results kept on the workers.
 
-Every stage becomes one Dask task whose arguments are the futures of its upstream stages,
-so Dask moves data from worker to worker and starts a task the moment its inputs exist.
-A task tells the client when each attempt starts and how it ended through Dask's event
-topics; its result (or failure) arrives through the future.
+Each stage attempt becomes one Dask task whose arguments hold the futures of its upstream
+stages, so Dask moves data from worker to worker. The executor *pipelines*: the scheduler
+hands it a stage as soon as its dependencies are submitted, and Dask starts the task the
+moment its inputs exist. A task tells the client when it starts and how it ended through
+Dask's event topics; its result (or failure) arrives through its future. Retries,
+skipping and statuses stay with the scheduler, as for every executor.
 
 What Dask cannot do: stop a running task. A stage past its timeout is FAILED at once,
 but its thread runs to the end on the worker; cancel releases queued and running tasks
@@ -13,37 +15,45 @@ the same way.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import queue
 import threading
 import time
 import uuid
 from typing import Any
 
+import cloudpickle
+
 from pydags.executors.attempt import execute
 from pydags.executors.base import Executor, Job, Outcome, StageError, Started
 from pydags.stage import StageCall
 
 try:
+    from dask._task_spec import Task, TaskRef, parse_input
     from distributed import Client, Future, get_worker
 except ImportError:  # pragma: no cover - exercised only without the extra
     Client = None
 
 
-class StageFailed(Exception):
-    """A stage's last attempt failed on a Dask worker; carries what the scheduler needs."""
+SMALL = 64 * 1024  # bytes of a pickled result sent to the client with its report
 
-    def __init__(self, error: StageError, outcome: dict):
+
+class StageFailed(Exception):
+    """A stage attempt failed on a Dask worker; carries what the scheduler needs. Dask
+    gives the same exception to the tasks downstream, which ``key`` tells apart."""
+
+    def __init__(self, key: str, error: StageError, outcome: dict):
         super().__init__(error.message)
-        self.error, self.outcome = error, outcome
+        self.key, self.error, self.outcome = key, error, outcome
 
     def __reduce__(self):
-        return (StageFailed, (self.error, self.outcome))
+        return (StageFailed, (self.key, self.error, self.outcome))
 
 
 class DaskExecutor(Executor):
-    """Submit a pipeline to a ``distributed.Client`` (or a scheduler address)."""
+    """Submit stages to a ``distributed.Client`` (or a scheduler address)."""
 
-    eager = True
+    pipelines = True
     capacity = 1 << 30  # the cluster decides how many tasks run at once
 
     def __init__(self, cluster: Any):
@@ -58,34 +68,57 @@ class DaskExecutor(Executor):
             raise TypeError("executor= takes a dask.distributed Client or a scheduler address "
                             f"such as 'tcp://host:8786', not {type(cluster).__name__}")
         self.topic = f"pydags-{uuid.uuid4().hex}"
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future] = {}  # stage name -> future of its current attempt
+        self._sent: dict[int, StageCall] = {}  # a function's by-value form, made once
+        self._unsent: dict[str, Job] = {}  # task key -> job, until the next poll sends it
+        self._keys: dict[str, str] = {}  # stage name -> task key of its current attempt
+        self._count = itertools.count()
         self._news: queue.Queue[Started | Outcome] = queue.Queue()
-        self._values: dict[str, tuple[Any, int]] = {}
-        self._reports: dict[str, dict] = {}
+        self._values: dict[str, Future] = {}  # task key -> finished future, until its report
+        self._reports: dict[str, dict] = {}  # task key -> report, until its result comes
         self._lock = threading.Lock()
 
     def start(self) -> None:
         self.client.subscribe_topic(self.topic, self._on_report)
 
-    def handle(self, name: str) -> Any:
-        return self._futures[name]
-
     def submit(self, job: Job) -> None:
-        # Upstream futures inside the arguments are resolved by Dask on the worker; those
-        # of .after() dependencies are passed too, so Dask waits for them.
-        # Workers elsewhere may lack the stage's module: send the function by value.
-        function = job.function
-        if isinstance(function, StageCall):
-            function = StageCall(function.function, by_reference=False)
-        bare = dataclasses.replace(job, function=function, args=(), kwargs={})
-        waits = [self._futures[name] for name in job.upstream]
-        future = self.client.submit(run_on_worker, self.topic, bare, list(job.args),
-                                    dict(job.kwargs), waits,
-                                    key=f"{job.name}-{uuid.uuid4().hex}", pure=False)
-        self._futures[job.name] = future
-        future.add_done_callback(lambda f, name=job.name: self._on_done(name, f))
+        # Jobs wait here until the next poll, so that each burst reaches Dask's scheduler
+        # as one graph: a task at a time costs Dask more than the task itself.
+        key = f"{job.name}-{job.attempt}-{self.topic}-{next(self._count)}"
+        self._unsent[key] = job
+        self._keys[job.name] = key
+        self._futures.pop(job.name, None)  # an earlier attempt's
+
+    def upstream(self, name: str, results: dict[str, Any]) -> Any:
+        if name in self._futures:
+            return self._futures[name]
+        if name in self._keys:  # in the same burst: a reference within its graph
+            return TaskRef(self._keys[name])
+        return results[name]
+
+    def _send(self) -> None:
+        if not self._unsent:
+            return
+        graph = {}
+        for key, job in self._unsent.items():
+            # Dask resolves upstream futures inside the arguments on the worker. Workers
+            # elsewhere may lack the stage's module: the function goes by value.
+            function = job.function
+            if isinstance(function, StageCall):
+                function = self._sent.setdefault(
+                    id(function.function), StageCall(function.function, by_reference=False))
+            bare = dataclasses.replace(job, function=function, args=(), kwargs={})
+            graph[key] = Task(key, run_on_worker, self.topic, key, bare,
+                              parse_input(list(job.args)), parse_input(dict(job.kwargs)))
+        futures = self.client.get(graph, list(graph), sync=False)
+        for job, future in zip(self._unsent.values(), futures, strict=True):
+            self._futures[job.name] = future
+            future.add_done_callback(
+                lambda f, name=job.name, attempt=job.attempt: self._on_done(name, attempt, f))
+        self._unsent.clear()
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
+        self._send()
         news = []
         try:
             news.append(self._news.get(timeout=timeout))
@@ -95,7 +128,9 @@ class DaskExecutor(Executor):
             return news
 
     def cancel(self, names: set[str]) -> None:
-        futures = [self._futures[n] for n in names if n in self._futures]
+        for name in names:
+            self._unsent.pop(self._keys.pop(name, ""), None)
+        futures = [self._futures.pop(n) for n in names if n in self._futures]
         if futures:
             self.client.cancel(futures)
 
@@ -116,66 +151,71 @@ class DaskExecutor(Executor):
                                    report["time"]))
             return
         with self._lock:  # the value may come before or after this report
-            self._reports[report["name"]] = report
-            self._deliver(report["name"])
+            self._reports[report["key"]] = report
+            self._deliver(report["key"])
 
-    def _on_done(self, name: str, future: Future) -> None:
+    def _on_done(self, name: str, attempt: int, future: Future) -> None:
         if future.status == "cancelled":
             return
+        if future.status == "finished":
+            with self._lock:  # a small result came with the report; a large one is fetched
+                self._values[future.key] = future
+                self._deliver(future.key)
+            return
         try:
-            value = future.result()
+            future.result()
         except StageFailed as failure:
-            self._news.put(Outcome(name, ok=False, error=failure.error, **failure.outcome))
-            return
-        except Exception as exc:  # lost worker, cancelled upstream, unpicklable result
+            if failure.key == future.key:  # else an upstream stage failed: not this one's news
+                self._news.put(Outcome(name, attempt, False, error=failure.error,
+                                       **failure.outcome))
+        except Exception as exc:  # a lost worker, a result that cannot travel
             now = time.time()
-            self._news.put(Outcome(name, 0, False, start=now, end=now, error=StageError(
+            self._news.put(Outcome(name, attempt, False, start=now, end=now, error=StageError(
                 "crash", f"Dask could not run stage {name!r}: {type(exc).__name__}: {exc}")))
+
+    def _deliver(self, key: str) -> None:
+        if key not in self._values or key not in self._reports:
             return
-        with self._lock:
-            self._values[name] = value
-            self._deliver(name)
-
-    def _deliver(self, name: str) -> None:
-        if name in self._values and name in self._reports:
-            report = self._reports.pop(name)
-            self._news.put(Outcome(name, report["attempt"], True, value=self._values.pop(name),
-                                   output=report["output"], worker=report["worker"],
-                                   start=report["start"], end=report["end"]))
+        report, future = self._reports.pop(key), self._values.pop(key)
+        small = report["value"]
+        value = cloudpickle.loads(small) if small is not None else future.result()
+        self._news.put(Outcome(report["name"], report["attempt"], True, value=value,
+                               output=report["output"], worker=report["worker"],
+                               start=report["start"], end=report["end"]))
 
 
-def run_on_worker(topic: str, job: Job, args: list, kwargs: dict, _upstream: list) -> Any:
-    """The Dask task of one stage: attempts with retries and timeout, reported as events."""
+def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> Any:
+    """The Dask task of one stage attempt, its start and end reported as events."""
     worker = get_worker()
-    for attempt in range(1, job.retries + 2):
-        worker.log_event(topic, dict(kind="started", name=job.name, attempt=attempt,
-                                     worker=worker.address, time=time.time()))
-        attempt_job = Job(job.name, job.function, tuple(args), kwargs, attempt=attempt)
-        outcome = _with_timeout(attempt_job, job.timeout)
-        if outcome.ok:
-            worker.log_event(topic, dict(kind="ended", name=job.name, attempt=attempt,
-                                         worker=worker.address, start=outcome.start,
-                                         end=outcome.end, output=outcome.output))
-            return outcome.value
-        if attempt <= job.retries:
-            time.sleep(job.retry_delay)
+    worker.log_event(topic, dict(kind="started", name=job.name, attempt=job.attempt,
+                                 worker=worker.address, time=time.time()))
+    outcome = _with_timeout(dataclasses.replace(job, args=tuple(args), kwargs=kwargs))
+    if outcome.ok:
+        try:  # a small result rides along with the report: no round trip to fetch it
+            small = cloudpickle.dumps(outcome.value)
+        except Exception:
+            small = None  # fetching it through the future gives Dask's own error
+        worker.log_event(topic, dict(kind="ended", key=key, name=job.name, attempt=job.attempt,
+                                     worker=worker.address, start=outcome.start,
+                                     end=outcome.end, output=outcome.output,
+                                     value=small if small and len(small) <= SMALL else None))
+        return outcome.value
     assert outcome.error is not None
     outcome.error.exception = None  # the text travels; the object may not pickle
-    raise StageFailed(outcome.error, dict(attempt=outcome.attempt, output=outcome.output,
-                                          worker=worker.address, start=outcome.start,
-                                          end=outcome.end))
+    raise StageFailed(key, outcome.error, dict(output=outcome.output, worker=worker.address,
+                                               start=outcome.start, end=outcome.end))
 
 
-def _with_timeout(job: Job, timeout: float | None) -> Outcome:
-    if timeout is None:
+def _with_timeout(job: Job) -> Outcome:
+    if job.timeout is None:
         return execute(job)
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(execute(job)), daemon=True)
     start = time.time()
     thread.start()
-    thread.join(timeout)
+    thread.join(job.timeout)
     if box:
         return box[0]
     return Outcome(job.name, job.attempt, False, start=start, end=time.time(), error=StageError(
-        "timeout", f"stage {job.name!r} timed out after {timeout:g} s on Dask (the worker "
+        "timeout", f"stage {job.name!r} timed out after {job.timeout:g} s on Dask (the worker "
         "cannot stop it: its thread runs on and its result is dropped)"))

@@ -1,28 +1,27 @@
 """Run stages one at a time in the calling process (``num_cores=1``).
 
 A stage with a timeout still goes to a worker process, because only a process can be
-stopped from outside; everything else runs here, printing as it goes.
+stopped from outside; everything else runs here, printing as it goes. A submitted stage
+runs at the next ``poll``, so the scheduler reports it RUNNING before it starts.
 """
 
 from __future__ import annotations
 
-import os
+import time
 
 from pydags.executors.attempt import execute
-from pydags.executors.base import Executor, Job, Outcome, Started
+from pydags.executors.base import THIS_PROCESS, Executor, Job, Outcome, Started
 from pydags.executors.process import ProcessExecutor
-
-IN_PROCESS = f"main (pid {os.getpid()})"  # how runs name this process as a worker
 
 
 class InlineExecutor(Executor):
-    """Runs each job in this process as it is submitted."""
+    """Runs each job in this process, one at a time."""
 
     capacity = 1
 
-    def __init__(self, echo: bool = True) -> None:
-        self.echo = echo
+    def __init__(self) -> None:
         self._news: list[Started | Outcome] = []
+        self._next: Job | None = None
         self._timed: ProcessExecutor | None = None
 
     def submit(self, job: Job) -> None:
@@ -32,17 +31,23 @@ class InlineExecutor(Executor):
                 self._timed.start()
             self._timed.submit(job)
             return
-        outcome = execute(job, echo=self.echo)
-        outcome.worker = IN_PROCESS
-        self._news += [Started(job.name, job.attempt, IN_PROCESS, outcome.start), outcome]
+        self._next = job
+        self._news.append(Started(job.name, job.attempt, THIS_PROCESS, time.time()))
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
         if self._news:
             news, self._news = self._news, []
             return news
+        if self._next is not None:
+            job, self._next = self._next, None
+            outcome = execute(job, echo=True)
+            outcome.worker = THIS_PROCESS
+            return [outcome]
         return self._timed.poll(timeout) if self._timed is not None else []
 
     def cancel(self, names: set[str]) -> None:
+        if self._next is not None and self._next.name in names:
+            self._next = None
         if self._timed is not None:
             self._timed.cancel(names)
 

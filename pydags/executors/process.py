@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection, wait
 import cloudpickle
 
 from pydags.executors.base import Executor, Job, Outcome, StageError, Started
+from pydags.executors.worker import STARTED
 
 
 @dataclass
@@ -29,7 +30,7 @@ class _Worker:
     inbox: Connection  # parent writes jobs
     outbox: Connection  # parent reads outcomes
     job: Job | None = None
-    started: float = 0.0
+    started: float = 0.0  # when the worker began the job (0 until it says so)
     deadline: float | None = None
 
     @property
@@ -78,10 +79,7 @@ class ProcessExecutor(Executor):
             except OSError:
                 self._replace(worker)
                 continue
-            now = time.time()
-            worker.job, worker.started = job, now
-            worker.deadline = now + job.timeout if job.timeout else None
-            self._news.append(Started(job.name, job.attempt, worker.label, now))
+            worker.job, worker.started, worker.deadline = job, 0.0, None
             return
         self._news.append(Outcome(job.name, job.attempt, False, start=time.time(),
                                   end=time.time(), error=StageError(
@@ -104,23 +102,29 @@ class ProcessExecutor(Executor):
         news, self._news = self._news, []
         return news
 
-    def _receive(self, worker: _Worker) -> Outcome:
+    def _receive(self, worker: _Worker) -> Started | Outcome:
         job = worker.job
         assert job is not None
         try:
-            outcome: Outcome = cloudpickle.loads(worker.outbox.recv_bytes())
+            data = worker.outbox.recv_bytes()
         except (EOFError, OSError):
             code = worker.process.wait()
             self._replace(worker)
             return Outcome(job.name, job.attempt, False, worker=worker.label,
                            start=worker.started, end=time.time(),
                            error=StageError("crash", f"worker died ({_describe_exit(code)})"))
-        except Exception as exc:
-            worker.job = None
+        if data == STARTED:  # the timeout counts from now, not from when the job was sent
+            worker.started = now = time.time()
+            worker.deadline = now + job.timeout if job.timeout else None
+            return Started(job.name, job.attempt, worker.label, now)
+        worker.job = None
+        try:
+            outcome: Outcome = cloudpickle.loads(data)
+        except Exception as exc:  # the result's own unpickling failed, not the worker
             return Outcome(job.name, job.attempt, False, worker=worker.label,
                            start=worker.started, end=time.time(), error=StageError(
-                               "result", f"the stage's result could not be loaded: {exc!r}"))
-        worker.job = None
+                               "result", f"the result of stage {job.name!r} could not be "
+                               f"loaded here: {type(exc).__name__}: {exc}"))
         outcome.name, outcome.attempt, outcome.worker = job.name, job.attempt, worker.label
         return outcome
 

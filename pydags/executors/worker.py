@@ -20,6 +20,8 @@ import cloudpickle
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
 
+STARTED = b"\x00started"  # sent when a job begins; an outcome's pickle never starts with NUL
+
 
 def encode(outcome: Outcome) -> bytes:
     """Pickle an outcome; an unpicklable result or exception becomes a clear failure."""
@@ -62,6 +64,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             outcome = Outcome(getattr(exc, "stage", "?"), 0, False, error=error,
                               start=start, end=time.time())
         else:
+            outbox.send_bytes(STARTED)
             outcome = execute(job)
         sys.stdout.flush()
         outbox.send_bytes(encode(outcome))

@@ -1,0 +1,50 @@
+"""The front ends that follow a run started from Python: the live view in a notebook, or
+else the printed output of worker stages in the terminal. Each one subscribes to the run."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from pydags.executors.base import THIS_PROCESS
+from pydags.run import Event, Run
+from pydags.status import StageStatus
+
+if TYPE_CHECKING:
+    from pydags.pipeline import Pipeline
+
+
+def follow(pipeline: Pipeline, run: Run, *, show: bool | None, block: bool,
+           num_cores: int) -> Any:
+    """Attach the live view (``show``, by default in a notebook) or, for a blocking run,
+    echo what worker stages print; returns the view, if any."""
+    if show or (show is None and in_notebook()):
+        from pydags.widget import PipelineWidget
+
+        view = PipelineWidget(pipeline, num_cores=num_cores)
+        view.attach(run)
+        view.show()
+        return view
+    if block:  # a background run's prints would land anywhere
+        run.subscribe(echo_worker_output(run))
+    return None
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def echo_worker_output(run: Run):
+    """A subscriber that prints what a worker stage printed once it ends (stages running in
+    this process print live)."""
+
+    def echo(event: Event) -> None:
+        if event.status in (StageStatus.DONE, StageStatus.FAILED, StageStatus.RETRYING):
+            record = run.stage_records[event.stage]
+            if record.output and record.worker != THIS_PROCESS:
+                sys.stdout.write(record.output)
+                sys.stdout.flush()
+
+    return echo
