@@ -166,3 +166,57 @@ def test_cancel_and_fail_fast_on_the_cluster(client, tmp_path):
     finally:
         naps.write_text("go")
         long.write_text("go")
+
+
+def test_each_attempt_on_the_cluster_has_its_own_record_and_error(client, tmp_path):
+    @stage(retries=1)
+    def flaky(path):
+        with open(path, "a") as f:
+            f.write("x")
+        with open(path) as f:
+            if len(f.read()) < 2:
+                raise RuntimeError("first attempt fails")
+        return "ok"
+
+    @stage(retries=2)
+    def always(rows):
+        raise KeyError(f"attempt-specific {len(rows)}")
+
+    run = Pipeline().add_stages(flaky(str(tmp_path / "n")), total(always(load()))).start(
+        executor=client, raise_on_error=False)
+    rows = [r for r in run.records() if r["stage"] == "flaky"]
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "done")]
+    assert all(r["start"] and r["end"] and r["start"] <= r["end"] for r in rows)
+    assert "first attempt fails" in rows[0]["error"] and rows[1]["error"] is None
+    assert run.status["always"] is StageStatus.FAILED
+    assert run.status["total"] is StageStatus.SKIPPED
+    error = run.errors["always"]
+    assert "failed after 3 attempts" in error
+    assert error.count("KeyError: 'attempt-specific 3'") >= 3 and "None" not in error
+
+
+def test_a_prepared_run_on_the_cluster_tells_start_events_and_finish(client):
+    from test_runs_and_graphs import expected_order, listen
+
+    run = Pipeline().add_stages(total(clean(load()))).prepare(executor=client)
+    heard = listen(run)
+    run.start()
+    expected_order(heard, ["load", "clean", "total"])
+
+
+def test_a_retried_upstream_stage_on_the_cluster_feeds_its_dependents_its_new_result(
+        client, tmp_path):
+    @stage(retries=1)
+    def source(path):
+        with open(path, "a") as f:
+            f.write("x")
+        with open(path) as f:
+            if len(f.read()) < 2:
+                raise RuntimeError("first attempt fails")
+        return [5, 4]
+
+    events = []
+    run = Pipeline().add_stages(total(clean(source(str(tmp_path / "n"))))).start(
+        executor=client, on_event=events.append)
+    assert run.results["total"] == 9
+    assert [e.status for e in events if e.stage == "total"][-1] is StageStatus.DONE
