@@ -12,6 +12,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 
@@ -70,8 +71,19 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         outbox.send_bytes(encode(outcome))
 
 
+def watch_driver(driver: int, every: float = 0.1) -> None:
+    """Stop this worker and everything it started (its process group) once the driver
+    process is gone (killed, crashed, ended), so no stage outlives the run's owner."""
+    while os.getppid() == driver:
+        time.sleep(every)
+    os.killpg(0, signal.SIGKILL)
+
+
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    # A thread, not PR_SET_PDEATHSIG: that signal follows the driver's thread that started
+    # the worker, not the driver process, and it would not reach what the stage started.
+    threading.Thread(target=watch_driver, args=(os.getppid(),), daemon=True).start()
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
     os.environ.setdefault("MPLBACKEND", "Agg")
