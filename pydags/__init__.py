@@ -15,6 +15,8 @@ _EXPORTS = {
     "Pipeline": "pydags.pipeline",
     "PipelineError": "pydags.errors",
     "CycleError": "pydags.errors",
+    "DAGVerificationException": "pydags.errors",
+    "InvalidStageTypeException": "pydags.errors",
     "Run": "pydags.run",
     "Event": "pydags.run",
     "RedisStage": "pydags.stage",

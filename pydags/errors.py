@@ -31,3 +31,8 @@ class CycleError(ValueError):
         self.cycle = cycle
         path = " -> ".join([*cycle, cycle[0]])
         super().__init__(f"the stages form a cycle: {path}; remove one of these dependencies")
+
+
+# The names the published pydags 0.1 raised, for code that catches them.
+DAGVerificationException = CycleError
+InvalidStageTypeException = TypeError

@@ -30,8 +30,12 @@ class Pipeline:
     """
 
     def __init__(self, name: str | None = None, stages: Iterable[Stage] = (), *,
-                 store: Any = None):
+                 store: Any = None, redis_cache: Any = None):
         self.name = name or "pipeline"
+        if redis_cache is not None:  # the published pydags 0.1's way to give a Redis store
+            from pydags.store import RedisStore
+
+            store = RedisStore(redis_cache)
         self._store = store
         self._members: dict[int, Stage] = {}  # id -> stage: those added and their dependencies
         self._by_name: dict[str, Stage] = {}
@@ -64,6 +68,10 @@ class Pipeline:
         self._by_name.update(by_name)
         self._graph = None
         return self
+
+    def add_stage(self, stage: Stage) -> Pipeline:
+        """Add one stage (and every stage it depends on), as the published pydags 0.1 did."""
+        return self.add_stages(stage)
 
     def _check(self) -> None:
         """Build the index again if a member changed since it was built."""
@@ -121,6 +129,17 @@ class Pipeline:
 
     def _order(self) -> list[str]:
         return list(nx.topological_sort(self.graph))
+
+    def topological_sort_grouped(self) -> list[list[str]]:
+        """Stage names in levels: each level depends only on the levels before it."""
+        return [sorted(level) for level in nx.topological_generations(self.graph)]
+
+    def run_stage(self, name: str) -> Any:
+        """Run stage ``name`` and the stages it depends on in this process; returns its
+        result (raises ``PipelineError`` if one of them failed)."""
+        target = self[name]
+        return Pipeline(f"{self.name}:{name}", [target], store=self.store).start(
+            show=False).results[name]
 
     def dependencies(self) -> dict[str, set[str]]:
         """Stage name to the names of the stages it waits for."""
@@ -308,6 +327,8 @@ class Pipeline:
 
 
 def _check_cores(num_cores: Any) -> int:
+    if num_cores is None:  # the published pydags 0.1's default: one stage at a time
+        return 1
     if isinstance(num_cores, bool) or not isinstance(num_cores, int):
         raise TypeError(f"num_cores must be a whole number, not {num_cores!r}")
     if num_cores == -1:

@@ -116,6 +116,10 @@ class Stage:
         except TypeError as exc:
             raise TypeError(f"stage {self.name!r}: {exc}") from None
 
+    def delete(self, key: str) -> None:
+        """Forget the artifact kept under ``key`` (nothing happens if there is none)."""
+        self._require_store().delete(key)
+
     def _require_store(self) -> Any:
         if self._store is None:
             raise RuntimeError(f"stage {self.name!r} has no store; run it in a Pipeline "
@@ -129,6 +133,11 @@ class Stage:
         for value in stages_in((self._args, self._kwargs)):
             found.setdefault(id(value), value)
         return list(found.values())
+
+    @property
+    def preceding_stages(self) -> list[Stage]:
+        """``dependencies``, by the name the published pydags 0.1 gave it."""
+        return self.dependencies
 
     @property
     def arguments(self) -> tuple[tuple, dict]:
@@ -381,3 +390,5 @@ class DiskCacheStage(_StoreStage):
     def cache(self) -> Any:
         """The ``diskcache.Cache``."""
         return self._store.cache
+
+    disk_cache = cache  # the name the published pydags 0.1 gave it

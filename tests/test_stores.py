@@ -249,3 +249,16 @@ def count(rows):
     pipeline = build(3)
     assert pipeline.clear_cache() == 6  # four results of the first run, two of the third
     assert set(pipeline.start(cache=True).status.values()) == {StageStatus.DONE}
+
+
+def test_a_01_pipeline_given_redis_cache_keeps_artifacts_there(redis_url):
+    class Produce(Stage):
+        def run(self):
+            self.write("answer", 42)
+
+    client = redis.Redis.from_url(redis_url)
+    pipeline = Pipeline(redis_cache=client)
+    pipeline.add_stage(Produce())
+    assert isinstance(pipeline.store, RedisStore)
+    pipeline.start(num_cores=2)
+    assert pipeline.store.get("answer") == 42
