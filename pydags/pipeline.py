@@ -14,7 +14,7 @@ from pydags.errors import CycleError
 from pydags.executors.base import Executor
 from pydags.run import Run
 from pydags.scheduler import Plan, Scheduler
-from pydags.stage import FunctionStage, Stage, stages_in
+from pydags.stage import FunctionStage, Stage, check_settings, stages_in
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -264,6 +264,8 @@ class Pipeline:
     def _plan(self) -> Plan:
         order = self._order()
         stages = {name: self._by_name[name] for name in order}
+        for item in stages.values():
+            check_settings(item)
         deps = self.dependencies()
         known = self.runs[-1].durations if self.runs else {}
         cost: dict[str, float] = {}

@@ -6,6 +6,7 @@ import functools
 import importlib
 import inspect
 import linecache
+import math
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -292,13 +293,29 @@ def stage(
 
 
 def _check_options(name: str, options: dict) -> None:
+    """Refuse retries, retry_delay or timeout values that would not mean what they say."""
     retries, delay, timeout = options["retries"], options["retry_delay"], options["timeout"]
-    if retries is not None and (not isinstance(retries, int) or retries < 0):
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
+                                or retries < 0):
         raise ValueError(f"stage {name!r}: retries must be a whole number >= 0, not {retries!r}")
-    if delay is not None and (not isinstance(delay, (int, float)) or delay < 0):
-        raise ValueError(f"stage {name!r}: retry_delay must be seconds >= 0, not {delay!r}")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ValueError(f"stage {name!r}: timeout must be seconds > 0, not {timeout!r}")
+    if delay is not None and not (_is_seconds(delay) and delay >= 0):
+        raise ValueError(f"stage {name!r}: retry_delay must be a finite number of seconds "
+                         f">= 0, not {delay!r}")
+    if timeout is not None and not (_is_seconds(timeout) and timeout > 0):
+        raise ValueError(f"stage {name!r}: timeout must be a finite number of seconds > 0, "
+                         f"not {timeout!r}")
+
+
+def _is_seconds(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_settings(item: Stage) -> None:
+    """Check a stage's retries, retry_delay and timeout, wherever they were set (a class
+    stage may set them as class attributes)."""
+    _check_options(item.name, dict(retries=item.retries, retry_delay=item.retry_delay,
+                                   timeout=item.timeout))
 
 
 _SEQUENCES = (list, tuple, set, frozenset)

@@ -313,3 +313,31 @@ def test_output_capture_is_per_thread(capsys):
     assert outcomes["right"].output == "right\n" * 200
     assert "from the main thread" in capsys.readouterr().out
     assert type(sys.stdout).__name__ != "_Router"  # the stand-in left with the last capture
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    (dict(timeout=float("nan")), "timeout must be a finite number"),
+    (dict(timeout=float("inf")), "timeout must be a finite number"),
+    (dict(timeout=True), "timeout must be"),
+    (dict(retries=True), "retries must be a whole number"),
+    (dict(retry_delay=float("nan")), "retry_delay must be a finite number"),
+    (dict(retry_delay=float("inf")), "retry_delay must be"),
+])
+def test_settings_that_would_not_mean_what_they_say_are_refused(options, words):
+    with pytest.raises(ValueError, match=words):
+        stage(**options)(lambda: None)
+    with pytest.raises(ValueError, match=f"stage 'load': {words}"):
+        load().options(**options)
+
+
+def test_a_class_attribute_setting_is_checked_before_anything_runs():
+    class Slow(Stage):
+        timeout = "5"
+
+        def run(self):
+            return 1
+
+    ran = []
+    with pytest.raises(ValueError, match="stage 'Slow': timeout must be a finite number"):
+        Pipeline().add_stages(Slow()).start(on_event=ran.append)
+    assert not ran
