@@ -13,7 +13,9 @@ from workload import (
     downstream,
     fine,
     hard_exit,
+    interrupts_itself,
     loud,
+    raises_two_part,
     raises_unpicklable,
     segfault,
     sleepy,
@@ -174,4 +176,20 @@ def test_an_argument_that_cannot_reach_a_worker_fails_its_stage_clearly():
     assert result.status["downstream"] is StageStatus.FAILED
     message = result.stage_records["downstream"].error.message
     assert "could not be sent to a worker" in message and "num_cores=1" in message
+    assert result.results["fine"] == "fine"
+
+
+def test_an_exception_that_cannot_be_rebuilt_keeps_its_type_message_and_traceback():
+    result = run(raises_two_part(), fine())
+    error = result.errors["raises_two_part"]
+    assert "TwoPartError: parsing failed because the header is missing" in error
+    assert "in raises_two_part" in error and "could not be loaded" not in error
+    assert result.results["fine"] == "fine"
+
+
+def test_a_keyboard_interrupt_raised_by_a_stage_in_a_worker_is_its_own_failure():
+    result = run(interrupts_itself(), fine())
+    assert result.status["interrupts_itself"] is StageStatus.FAILED
+    error = result.errors["interrupts_itself"]
+    assert "KeyboardInterrupt" in error and "signal" not in error
     assert result.results["fine"] == "fine"

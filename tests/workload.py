@@ -134,3 +134,20 @@ def wait_for_file(path, seconds=300):
     while not os.path.exists(path) and time.time() < end:
         time.sleep(0.02)
     return os.path.exists(path)
+
+
+class TwoPartError(Exception):
+    """An exception whose constructor takes two arguments: it pickles but cannot be rebuilt."""
+
+    def __init__(self, what, why):
+        super().__init__(f"{what} failed because {why}")
+
+
+@stage
+def raises_two_part():
+    raise TwoPartError("parsing", "the header is missing")
+
+
+@stage
+def interrupts_itself():
+    raise KeyboardInterrupt

@@ -63,16 +63,17 @@ def _is_ours(tb: Any) -> bool:
     return path.startswith(_PACKAGE + os.sep) and os.sep + "examples" + os.sep not in path
 
 
-def execute(job: Job, echo: bool = False) -> Outcome:
-    """Run ``job`` here and now, capturing its output; never raises but KeyboardInterrupt."""
+def execute(job: Job, echo: bool = False, interrupt_fails: bool = False) -> Outcome:
+    """Run ``job`` here and now, capturing its output; never raises but KeyboardInterrupt
+    (unless ``interrupt_fails``: then that fails the stage like any exception)."""
     capture = _Capture()
     start = time.time()
     try:
         with _captured(capture, echo):
             value = job.function(*job.args, **job.kwargs)
-    except KeyboardInterrupt:
-        raise
     except BaseException as exc:  # a stage's own failure, SystemExit included
+        if isinstance(exc, KeyboardInterrupt) and not interrupt_fails:
+            raise  # the user's Ctrl-C; in a worker (which ignores SIGINT), the stage's own
         error = error_from_exception(exc)
         return Outcome(job.name, job.attempt, False, error=error, output=capture.text(),
                        start=start, end=time.time())

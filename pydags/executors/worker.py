@@ -26,6 +26,11 @@ STARTED = b"\x00started"  # sent when a job begins; an outcome's pickle never st
 
 def encode(outcome: Outcome) -> bytes:
     """Pickle an outcome; an unpicklable result or exception becomes a clear failure."""
+    if outcome.error is not None and outcome.error.exception is not None:
+        try:  # an exception may pickle yet fail to load (an __init__ with other arguments)
+            pickle.loads(cloudpickle.dumps(outcome.error.exception))
+        except Exception:
+            outcome.error.exception = None  # its type, message and traceback text remain
     try:
         return cloudpickle.dumps(outcome)
     except Exception as exc:
@@ -66,7 +71,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
                               start=start, end=time.time())
         else:
             outbox.send_bytes(STARTED)
-            outcome = execute(job)
+            outcome = execute(job, interrupt_fails=True)
         sys.stdout.flush()
         outbox.send_bytes(encode(outcome))
 
