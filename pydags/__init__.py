@@ -26,8 +26,18 @@ _EXPORTS = {
     "DiskCacheStore": "pydags.store",
 }
 
-__all__ = [*_EXPORTS, "Stage", "StageStatus", "load_ipython_extension", "stage",
+__all__ = [*_EXPORTS, "Stage", "StageStatus", "load_ipython_extension", "shutdown", "stage",
            "unload_ipython_extension"]
+
+
+def shutdown() -> None:
+    """Stop this process's idle worker processes now (they otherwise wait for the next run,
+    and exit after ``PYDAGS_IDLE_SECONDS`` idle or when Python exits)."""
+    import sys
+
+    pool = sys.modules.get("pydags.executors.pool")
+    if pool is not None:
+        pool.POOL.close()
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,8 @@ def follow(pipeline: Pipeline, run: Run, *, show: bool | None, block: bool,
         view.show()
         return view
     if block:  # a background run's prints would land anywhere
-        run.subscribe(echo_worker_output(run))
+        echo, live = echo_worker_output(run)
+        run.subscribe(echo, on_output=live)
     return None
 
 
@@ -37,14 +38,20 @@ def in_notebook() -> bool:
 
 
 def echo_worker_output(run: Run):
-    """A subscriber that prints what a worker stage printed once it ends (stages running in
-    this process print live)."""
+    """Subscribers that print what worker stages print: as it comes where the executor
+    streams it, else when the stage ends (stages running in this process print live)."""
+    streamed: set[str] = set()
 
-    def echo(event: Event) -> None:
+    def live(stage: str, text: str) -> None:
+        streamed.add(stage)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def at_end(event: Event) -> None:
         if event.status in (StageStatus.DONE, StageStatus.FAILED, StageStatus.RETRYING):
             record = run.stage_records[event.stage]
-            if record.output and record.worker != THIS_PROCESS:
+            if record.output and record.worker != THIS_PROCESS and event.stage not in streamed:
                 sys.stdout.write(record.output)
                 sys.stdout.flush()
 
-    return echo
+    return at_end, live

@@ -11,6 +11,7 @@ from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Outcome, StageError
 from pydags.status import StageStatus
 
@@ -67,6 +68,7 @@ class StageRecord:
 
 Subscriber = Callable[[Event], None]
 RunSubscriber = Callable[["Run"], None]
+OutputSubscriber = Callable[[str, str], None]
 
 
 class Run:
@@ -90,6 +92,7 @@ class Run:
         self._on_start: list[RunSubscriber] = []
         self._on_event: list[Subscriber] = []
         self._on_finish: list[RunSubscriber] = []
+        self._on_output: list[OutputSubscriber] = []
         self._finished = threading.Event()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -167,11 +170,13 @@ class Run:
     # --- the handle ----------------------------------------------------------
     def subscribe(self, on_event: Subscriber | None = None, *,
                   on_start: RunSubscriber | None = None,
-                  on_finish: RunSubscriber | None = None) -> Run:
+                  on_finish: RunSubscriber | None = None,
+                  on_output: OutputSubscriber | None = None) -> Run:
         """Call ``on_start(run)`` when the run starts, ``on_event(event)`` on every status
-        change and ``on_finish(run)`` once it has ended, all on the thread running it."""
+        change, ``on_output(stage, text)`` as a worker stage prints, and ``on_finish(run)``
+        once the run has ended, all on the thread running it."""
         for hooks, hook in ((self._on_start, on_start), (self._on_event, on_event),
-                            (self._on_finish, on_finish)):
+                            (self._on_finish, on_finish), (self._on_output, on_output)):
             if hook is not None:
                 hooks.append(hook)
         return self
@@ -256,6 +261,17 @@ class Run:
         record = self.stage_records[name]
         record.attempts.append(Attempt(attempt, worker, when))
         record.start, record.end, record.worker = when, None, worker
+        record.output = ""
+
+    def printed(self, name: str, text: str) -> None:
+        """Stage ``name``, still running, printed ``text``."""
+        record = self.stage_records[name]
+        record.output = (record.output + text)[-OUTPUT_LIMIT:]
+        for subscriber in self._on_output:
+            try:
+                subscriber(name, text)
+            except Exception as exc:  # a broken display must not break the run
+                warnings.warn(f"pydags subscriber {subscriber!r} failed: {exc!r}", stacklevel=2)
 
     def attempt_ended(self, outcome: Outcome) -> None:
         """An attempt ended: keep its times, worker, output, error and result."""

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydags.executors.base import Executor, Job, Outcome, StageError, Started
+from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.run import Attempt, Run
 from pydags.stage import Stage, resolve
 from pydags.status import StageStatus
@@ -164,9 +164,12 @@ class Scheduler:
             self._make_ready(name)
 
     # --- news from the executor ---------------------------------------------
-    def _handle(self, news: Started | Outcome) -> None:
+    def _handle(self, news: Started | Printed | Outcome) -> None:
         if news.name not in self.running or news.attempt != self.attempts[news.name]:
             return  # cancelled, skipped or withdrawn meanwhile
+        if isinstance(news, Printed):
+            self.run.printed(news.name, news.text)
+            return
         if isinstance(news, Started):
             self.run.attempt_started(news.name, news.attempt, news.worker, news.time)
             self._set(news.name, StageStatus.RUNNING, worker=news.worker)

@@ -7,6 +7,7 @@ import importlib
 import inspect
 import linecache
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -183,8 +184,9 @@ class FunctionStage(Stage):
         return state
 
     def callable(self) -> Callable[..., Any]:
-        if self._call is None or self._call.function is not self.function:
-            self._call = StageCall(self.function)
+        function = fresh(self.function)
+        if self._call is None or self._call.function is not function:
+            self._call = StageCall(function)
         return self._call
 
 
@@ -215,7 +217,7 @@ class StageCall:
                       and getattr(module, "__spec__", None) is not None)
         owner = getattr(module, getattr(function, "__name__", ""), None) if importable else None
         if self.by_reference and isinstance(owner, StageFunction) and owner.func is function:
-            return _imported_stage, (module.__name__, function.__name__)
+            return _imported_stage, (module.__name__, function.__name__, owner.stamp)
         code = getattr(function, "__code__", None)
         if code is None:
             return _same, (function,)
@@ -223,8 +225,37 @@ class StageCall:
         return _located, (function, code.co_filename, *_source_of(code))
 
 
-def _imported_stage(module: str, name: str) -> Callable[..., Any]:
-    return getattr(importlib.import_module(module), name).func
+def _imported_stage(module: str, name: str, stamp: tuple | None) -> Callable[..., Any]:
+    """The stage function ``name`` of ``module`` as the driver has it: the module is
+    imported again if this process has it from another version of its file."""
+    owner = getattr(importlib.import_module(module), name)
+    if stamp is not None and owner.stamp != stamp:
+        owner = getattr(importlib.reload(sys.modules[module]), name)
+    return owner.func
+
+
+def source_stamp(module: Any) -> tuple[int, int] | None:
+    """When a module's file was last changed, and its size (None if it has no file)."""
+    try:
+        found = os.stat(module.__file__)
+    except (AttributeError, TypeError, OSError):
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+def fresh(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The stage function as its module's file defines it now: a module edited on disk
+    since it was imported is imported again, so every run runs the code on disk."""
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    owner = getattr(module, getattr(function, "__name__", ""), None)
+    if (not isinstance(owner, StageFunction) or owner.stamp is None
+            or owner.func.__qualname__ != function.__qualname__):
+        return function
+    if source_stamp(module) != owner.stamp:
+        owner = getattr(importlib.reload(module), function.__name__, None)
+        if not isinstance(owner, StageFunction):
+            return function
+    return owner.func  # the module's current version, also after an earlier reload
 
 
 def _same(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -262,6 +293,9 @@ class StageFunction:
         functools.update_wrapper(self, function)
         self.func = function
         self.stage_options = options
+        module = sys.modules.get(getattr(function, "__module__", None) or "")
+        importable = getattr(module, "__spec__", None) and module.__name__ != "__main__"
+        self.stamp = source_stamp(module) if importable else None  # the file it came from
 
     def __call__(self, *args: Any, **kwargs: Any) -> FunctionStage:
         return FunctionStage(self.func, args, kwargs, self.stage_options)

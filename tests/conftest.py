@@ -18,6 +18,8 @@ import matplotlib
 import psutil
 import pytest
 
+import pydags
+
 matplotlib.use("Agg")
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -49,7 +51,9 @@ def wait_for_no_children(seconds: float = 10.0) -> list[psutil.Process]:
 
 
 def assert_no_orphans(seconds: float = 10.0) -> None:
-    """Fail if a process started during the test is still running after ``seconds``."""
+    """Fail if a process started during the test is still running after ``seconds``; idle
+    warm workers are stopped first, as ``pydags.shutdown()`` does."""
+    pydags.shutdown()
     alive = wait_for_no_children(seconds)
     described = []
     for process in alive:

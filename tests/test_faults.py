@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import live_children
+from conftest import assert_no_orphans
 from workload import (
     calls_sys_exit,
     downstream,
@@ -127,7 +127,7 @@ def test_cancel_a_non_blocking_run_stops_it_promptly():
     assert statuses <= {StageStatus.DONE, StageStatus.CANCELLED}
     assert StageStatus.CANCELLED in statuses  # 300 s stages cannot have finished
     assert handle.results.get("fine") == "fine"
-    assert not live_children()
+    assert_no_orphans()
 
 
 def test_ctrl_c_during_a_blocking_run_cleans_up_and_reraises():
@@ -145,7 +145,7 @@ def test_ctrl_c_during_a_blocking_run_cleans_up_and_reraises():
     last = pipeline.last_run
     assert last.status["fine"] is StageStatus.DONE and last.results["fine"] == "fine"
     assert all(s in (StageStatus.DONE, StageStatus.CANCELLED) for s in last.status.values())
-    assert not live_children()
+    assert_no_orphans()
 
 
 def test_unpicklable_exception_sys_exit_and_megabytes_of_output():

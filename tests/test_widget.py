@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import live_children
+from conftest import assert_no_orphans
 from PIL import Image
+from workload import sleepy
 
 from pydags import StageStatus
 from pydags.examples import tutorial
@@ -66,24 +68,18 @@ def test_images_change_as_the_run_goes_and_end_in_status_colours():
 
 
 def test_cancel_button_stops_a_non_blocking_run_and_leaves_no_process():
-    @stage
-    def nap(i):
-        time.sleep(30)
-
-    pipeline = Pipeline("sleepy").add_stages([nap(i).named(f"nap{i}") for i in range(5)])
+    pipeline = Pipeline("sleepy").add_stages([sleepy(300).named(f"nap{i}") for i in range(5)])
     widget = pipeline.widget(num_cores=2)
     widget.run_button.click()
-    time.sleep(0.8)
+    running = threading.Event()
+    widget.run.subscribe(lambda e: e.status is StageStatus.RUNNING and running.set())
+    if StageStatus.RUNNING in widget.run.status.values():
+        running.set()
+    assert running.wait(120), "no stage started"
     widget.cancel_button.click()
-    start = time.time()
-    widget.run.wait(timeout=5)
-    assert time.time() - start < 2
+    widget.run.wait(timeout=60)  # the last redraw happens before the run counts as ended
     assert set(widget.run.status.values()) == {StageStatus.CANCELLED}
-    deadline = time.time() + 2
-    while live_children() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not live_children()
-    time.sleep(0.3)
+    assert_no_orphans()
     assert PALETTE[StageStatus.CANCELLED].fill in colours_in(widget.image.value)
 
 
@@ -98,9 +94,9 @@ def test_redraws_are_throttled_and_the_last_one_is_final():
     pipeline = Pipeline("many").add_stages(stages)
     events = []
     widget = pipeline.widget()
-    run = pipeline.start(num_cores=1, show=False, block=False, on_event=events.append)
+    run = pipeline.prepare(num_cores=1, on_event=events.append)
     widget.attach(run)
-    run.wait()
+    run.start()
     assert widget.redraws < len(events) / 10
     assert widget._drawing.status == run.status
     assert widget.progress.value == 500
@@ -118,13 +114,13 @@ def test_static_fallback_has_a_png_and_a_text_summary():
 def test_rerunning_resets_the_widget_and_two_widgets_do_not_interfere():
     pipeline = Pipeline("again").add_stages(after(ok()))
     first, second = pipeline.widget(), Pipeline("x").add_stages(ok()).widget()
-    run = pipeline.start(show=False, block=False)
+    run = pipeline.prepare()
     first.attach(run)
-    run.wait()
+    run.start(block=False).wait()
     assert first.progress.value == 2 and second.progress.value == 0
-    run2 = pipeline.start(show=False, block=False)
+    run2 = pipeline.prepare()
     first.attach(run2)
-    run2.wait()
+    run2.start(block=False).wait()
     assert first.run is run2 and first.progress.value == 2
 
 
@@ -143,8 +139,8 @@ def test_the_timeline_tab_grows_while_the_run_goes_on():
     widget.tabs.selected_index = 1
     pictures = []
     widget.timeline_image.observe(lambda c: pictures.append(bytes(c["new"])), names="value")
-    run = pipeline.start(num_cores=2, show=False, block=False)
+    run = pipeline.prepare(num_cores=2)
     widget.attach(run)
-    run.wait()
+    run.start(block=False).wait()
     assert len(set(pictures)) >= 3  # drawn at the start, while running and at the end
     assert bytes(widget.timeline_image.value).startswith(b"\x89PNG")

@@ -151,3 +151,22 @@ def raises_two_part():
 @stage
 def interrupts_itself():
     raise KeyboardInterrupt
+
+
+@stage
+def pid_and_modules():
+    """This worker's process id, and whether an earlier stage here imported ``json``."""
+    had = "json" in sys.modules
+    import json  # noqa: F401  (stays imported in a warm worker)
+
+    return os.getpid(), had
+
+
+@stage
+def talk_then(fate, seconds=300):
+    """Print a line, then time out (sleep), crash, or stream more lines."""
+    print("before the end", flush=True)
+    if fate == "crash":
+        time.sleep(0.3)  # the line reaches the driver first
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(seconds)

@@ -63,10 +63,13 @@ def _is_ours(tb: Any) -> bool:
     return path.startswith(_PACKAGE + os.sep) and os.sep + "examples" + os.sep not in path
 
 
-def execute(job: Job, echo: bool = False, interrupt_fails: bool = False) -> Outcome:
-    """Run ``job`` here and now, capturing its output; never raises but KeyboardInterrupt
-    (unless ``interrupt_fails``: then that fails the stage like any exception)."""
+def execute(job: Job, echo: bool = False, interrupt_fails: bool = False,
+            stream: Any = None) -> Outcome:
+    """Run ``job`` here and now, capturing its output (``echo``: also to this process's
+    stdout; ``stream``: also to that stream); never raises but KeyboardInterrupt (unless
+    ``interrupt_fails``: then that fails the stage like any exception)."""
     capture = _Capture()
+    capture.echo = stream
     start = time.time()
     try:
         with _captured(capture, echo):

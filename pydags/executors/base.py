@@ -1,8 +1,9 @@
 """The executor seam: jobs go in, news of them comes out; where they ran is the executor's business.
 
 The scheduler hands a job to ``submit()`` and hears back, through ``poll()``, that it
-``Started`` on a worker and, once, its ``Outcome``. Readiness, retries, skipping and every
-status change stay in the scheduler, the same for every backend.
+``Started`` on a worker, what it ``Printed`` meanwhile, and, once, its ``Outcome``.
+Readiness, retries, skipping and every status change stay in the scheduler, the same for
+every backend.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ class Started:
 
 
 @dataclass
+class Printed:
+    """What a running job printed since the last such news (not every executor streams)."""
+
+    name: str
+    attempt: int
+    text: str
+
+
+@dataclass
 class Outcome:
     """How a job ended: a value, or an error."""
 
@@ -89,7 +99,7 @@ class Executor:
         """What a job receives in place of the upstream stage ``name``: its result."""
         return results[name]
 
-    def poll(self, timeout: float) -> list[Started | Outcome]:
+    def poll(self, timeout: float) -> list[Started | Printed | Outcome]:
         """Wait up to ``timeout`` seconds for news of submitted jobs."""
         raise NotImplementedError
 

@@ -8,6 +8,7 @@ functions defined in a notebook, in ``__main__``, by ``exec`` or as lambdas all 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import signal
@@ -21,7 +22,36 @@ import cloudpickle
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
 
-STARTED = b"\x00started"  # sent when a job begins; an outcome's pickle never starts with NUL
+# Messages other than outcomes start with NUL, which an outcome's pickle never does.
+STARTED = b"\x00started"  # a job begins
+OUTPUT = b"\x00output"  # followed by what the stage printed since the last such message
+FLUSH_SECONDS = 0.1  # what a stage prints reaches the driver at least this often
+
+
+class _Sender(io.TextIOBase):
+    """What a stage prints, sent on to the driver while the stage runs."""
+
+    def __init__(self, outbox: Connection, lock: threading.Lock):
+        self.outbox, self.lock = outbox, lock
+        self.parts: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)  # list.append is atomic: stage threads may print too
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            parts, self.parts = self.parts, []
+            if parts:
+                self.outbox.send_bytes(OUTPUT + "".join(parts).encode("utf-8", "replace"))
+
+    def keep_flushing(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
 
 
 def encode(outcome: Outcome) -> bytes:
@@ -55,6 +85,9 @@ def encode(outcome: Outcome) -> bytes:
 
 def serve(inbox: Connection, outbox: Connection) -> None:
     """Run jobs until the parent closes the inbox."""
+    lock = threading.Lock()  # one message at a time on the outbox
+    sender = _Sender(outbox, lock)
+    threading.Thread(target=sender.keep_flushing, daemon=True).start()
     while True:
         try:
             data = inbox.recv_bytes()
@@ -70,10 +103,14 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             outcome = Outcome(getattr(exc, "stage", "?"), 0, False, error=error,
                               start=start, end=time.time())
         else:
-            outbox.send_bytes(STARTED)
-            outcome = execute(job, interrupt_fails=True)
+            with lock:
+                outbox.send_bytes(STARTED)
+            outcome = execute(job, interrupt_fails=True, stream=sender)
         sys.stdout.flush()
-        outbox.send_bytes(encode(outcome))
+        sender.flush()
+        data = encode(outcome)
+        with lock:
+            outbox.send_bytes(data)
 
 
 def watch_driver(driver: int, every: float = 0.1) -> None:

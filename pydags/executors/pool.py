@@ -1,0 +1,150 @@
+"""The warm worker processes of this driver, shared by its runs.
+
+A worker outlives the run that started it: the next ``start()`` takes it back with the
+modules its stages imported still loaded, so a run's fixed cost is a few milliseconds,
+not an interpreter start per worker. Workers idle for ``IDLE_SECONDS`` (environment
+variable ``PYDAGS_IDLE_SECONDS``, default 300) exit, and so do all of them at interpreter
+exit or on ``pydags.shutdown()``. A worker that ran a stage which timed out, was cancelled
+or crashed is never reused: it is killed with everything it started.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+IDLE_SECONDS = float(os.environ.get("PYDAGS_IDLE_SECONDS", "300"))
+
+
+@dataclass(eq=False)
+class Worker:
+    """One worker process and the two pipes to it."""
+
+    process: subprocess.Popen
+    inbox: Connection  # the driver writes jobs
+    outbox: Connection  # the driver reads news
+    idle_since: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+def spawn() -> Worker:
+    """Start a worker: a fresh interpreter in its own process group."""
+    job_read, job_write = os.pipe()
+    out_read, out_write = os.pipe()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pydags.executors.worker", str(job_read), str(out_write)],
+            pass_fds=(job_read, out_write), start_new_session=True, env=env, cwd=os.getcwd(),
+            stdin=subprocess.DEVNULL)
+    except BaseException:
+        for fd in (job_read, job_write, out_read, out_write):
+            os.close(fd)
+        raise
+    os.close(job_read)
+    os.close(out_write)
+    return Worker(process, Connection(job_write, readable=False),
+                  Connection(out_read, writable=False))
+
+
+def kill(worker: Worker) -> None:
+    """Kill a worker and everything it started (its process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.process.wait()
+    worker.inbox.close()
+    worker.outbox.close()
+
+
+class Pool:
+    """Idle workers waiting for the next run of this process."""
+
+    def __init__(self) -> None:
+        self._idle: list[Worker] = []
+        self._lock = threading.Lock()
+        self._owner = os.getpid()
+        self._reaper: threading.Thread | None = None
+
+    @property
+    def idle(self) -> list[int]:
+        """The process ids of the idle workers."""
+        with self._lock:
+            return [w.pid for w in self._idle]
+
+    def take(self, count: int) -> list[Worker]:
+        """``count`` workers: warm ones first, new ones for the rest."""
+        with self._lock:
+            self._forget_if_forked()
+            taken = []
+            while self._idle and len(taken) < count:
+                worker = self._idle.pop()
+                if worker.alive():
+                    taken.append(worker)
+                else:
+                    kill(worker)
+        return taken + [spawn() for _ in range(count - len(taken))]
+
+    def give_back(self, workers: list[Worker]) -> None:
+        """Keep these idle workers for the next run."""
+        now = time.time()
+        with self._lock:
+            self._forget_if_forked()
+            for worker in workers:
+                worker.idle_since = now
+            self._idle.extend(workers)
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="pydags-idle-workers",
+                                                daemon=True)
+                self._reaper.start()
+
+    def close(self) -> None:
+        """Stop every idle worker now."""
+        with self._lock:
+            self._forget_if_forked()
+            workers, self._idle = self._idle, []
+        stop(workers)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(min(IDLE_SECONDS, 5.0))
+            cutoff = time.time() - IDLE_SECONDS
+            with self._lock:
+                old = [w for w in self._idle if w.idle_since <= cutoff]
+                self._idle = [w for w in self._idle if w.idle_since > cutoff]
+            stop(old)
+
+    def _forget_if_forked(self) -> None:
+        # A forked child shares its parent's pipes: those workers are not its own.
+        if os.getpid() != self._owner:
+            self._idle, self._owner, self._reaper = [], os.getpid(), None
+
+
+def stop(workers: list[Worker], grace: float = 1.0) -> None:
+    """Ask idle workers to exit (their inbox closes), then kill those still there."""
+    for worker in workers:
+        worker.inbox.close()
+    end = time.time() + grace
+    open_pipes = {w.outbox: w for w in workers if w.alive()}
+    while open_pipes and time.time() < end:  # a pipe reads EOF once its worker exited
+        for conn in wait(list(open_pipes), max(0.0, end - time.time())):
+            del open_pipes[conn]
+    for worker in workers:
+        kill(worker)
+
+
+POOL = Pool()
+atexit.register(POOL.close)
