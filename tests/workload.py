@@ -170,3 +170,20 @@ def talk_then(fate, seconds=300):
         time.sleep(0.3)  # the line reaches the driver first
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(seconds)
+
+
+@stage
+def big_array(megabytes):
+    import numpy
+
+    return numpy.arange(megabytes * (1 << 20) // 8, dtype=numpy.float64)
+
+
+@stage
+def array_sum(array, offset=0):
+    return float(array.sum()) + offset, array.flags.writeable
+
+
+@stage
+def pass_along(array):
+    return array

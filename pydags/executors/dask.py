@@ -146,6 +146,8 @@ class DaskExecutor(Executor):
     # --- news from the cluster --------------------------------------------------
     def _on_report(self, event: tuple[float, dict]) -> None:
         report = event[1]
+        if self._keys.get(report["name"]) != report["key"]:
+            return  # an attempt withdrawn or cancelled since
         if report["kind"] == "started":
             self._news.put(Started(report["name"], report["attempt"], report["worker"],
                                    report["time"]))
@@ -155,8 +157,8 @@ class DaskExecutor(Executor):
             self._deliver(report["key"])
 
     def _on_done(self, name: str, attempt: int, future: Future) -> None:
-        if future.status == "cancelled":
-            return
+        if future.status == "cancelled" or self._keys.get(name) != future.key:
+            return  # withdrawn or cancelled
         if future.status == "finished":
             with self._lock:  # a small result came with the report; a large one is fetched
                 self._values[future.key] = future
@@ -187,7 +189,7 @@ class DaskExecutor(Executor):
 def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> Any:
     """The Dask task of one stage attempt, its start and end reported as events."""
     worker = get_worker()
-    worker.log_event(topic, dict(kind="started", name=job.name, attempt=job.attempt,
+    worker.log_event(topic, dict(kind="started", key=key, name=job.name, attempt=job.attempt,
                                  worker=worker.address, time=time.time()))
     outcome = _with_timeout(dataclasses.replace(job, args=tuple(args), kwargs=kwargs))
     if outcome.ok:

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
+from pydags.executors import buffers
+
 IDLE_SECONDS = float(os.environ.get("PYDAGS_IDLE_SECONDS", "300"))
 
 
@@ -43,6 +45,7 @@ class Worker:
 
 def spawn() -> Worker:
     """Start a worker: a fresh interpreter in its own process group."""
+    buffers.folder()  # made before the worker starts, so that it knows where it is
     job_read, job_write = os.pipe()
     out_read, out_write = os.pipe()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))

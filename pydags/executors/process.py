@@ -15,9 +15,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
-import cloudpickle
-
-from pydags.executors import pool
+from pydags.executors import buffers, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.executors.worker import OUTPUT, STARTED
@@ -31,6 +29,7 @@ class _Slot:
     started: float = 0.0  # when the worker began the job (0 until it says so)
     deadline: float | None = None
     printed: list[str] = field(default_factory=list)  # by the job so far
+    files: list[str] = field(default_factory=list)  # shared buffers written for the job
 
     def output(self) -> str:
         """What the job printed so far (kept when its worker is killed)."""
@@ -55,8 +54,9 @@ class ProcessExecutor(Executor):
                        for i, worker in enumerate(pool.POOL.take(self.capacity))]
 
     def submit(self, job: Job) -> None:
+        files: list[str] = []
         try:
-            payload = cloudpickle.dumps(job)
+            payload = buffers.dumps(job, files)
         except Exception as exc:
             self._news.append(_unsendable(job, exc))
             return
@@ -68,7 +68,9 @@ class ProcessExecutor(Executor):
                 self._replace(slot)
                 continue
             slot.job, slot.started, slot.deadline, slot.printed = job, 0.0, None, []
+            slot.files = files
             return
+        buffers.delete(files)
         self._news.append(Outcome(job.name, job.attempt, False, start=time.time(),
                                   end=time.time(), error=StageError(
                                       "crash", "no worker process could be started")))
@@ -112,12 +114,14 @@ class ProcessExecutor(Executor):
             return Started(job.name, job.attempt, slot.label, now)
         slot.job = None
         try:
-            outcome: Outcome = cloudpickle.loads(data)
+            outcome: Outcome = buffers.loads(data)
         except Exception as exc:  # the result's own unpickling failed, not the worker
             return Outcome(job.name, job.attempt, False, worker=slot.label,
                            start=slot.started, end=time.time(), error=StageError(
                                "result", f"the result of stage {job.name!r} could not be "
                                f"loaded here: {type(exc).__name__}: {exc}"))
+        finally:
+            buffers.delete(slot.files)
         outcome.name, outcome.attempt, outcome.worker = job.name, job.attempt, slot.label
         return outcome
 
@@ -151,6 +155,7 @@ class ProcessExecutor(Executor):
     def _replace(self, slot: _Slot) -> None:
         """Kill the slot's worker (and all it started); a new one takes its place."""
         pool.kill(slot.worker)
+        buffers.delete(slot.files)
         slot.worker, slot.job, slot.deadline = pool.spawn(), None, None
 
     def shutdown(self) -> None:

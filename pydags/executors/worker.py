@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
+from pydags.executors import buffers
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
 
@@ -62,7 +64,7 @@ def encode(outcome: Outcome) -> bytes:
         except Exception:
             outcome.error.exception = None  # its type, message and traceback text remain
     try:
-        return cloudpickle.dumps(outcome)
+        return buffers.dumps(outcome)
     except Exception as exc:
         if outcome.ok:
             kind = type(outcome.value)
@@ -76,9 +78,9 @@ def encode(outcome: Outcome) -> bytes:
         elif outcome.error is not None:
             outcome.error.exception = None  # the traceback text still says what happened
         try:
-            return cloudpickle.dumps(outcome)
+            return buffers.dumps(outcome)
         except Exception:
-            return cloudpickle.dumps(Outcome(outcome.name, outcome.attempt, False,
+            return buffers.dumps(Outcome(outcome.name, outcome.attempt, False,
                                              error=outcome.error, start=outcome.start,
                                              end=outcome.end))
 
@@ -95,7 +97,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             return
         start = time.time()
         try:
-            job = pickle.loads(data)
+            job = buffers.loads(data)
         except Exception as exc:
             error = error_from_exception(exc)
             error.kind = "send"
@@ -118,10 +120,12 @@ def watch_driver(driver: int, every: float = 0.1) -> None:
     process is gone (killed, crashed, ended), so no stage outlives the run's owner."""
     while os.getppid() == driver:
         time.sleep(every)
+    shutil.rmtree(buffers.folder(), ignore_errors=True)  # the driver cannot any more
     os.killpg(0, signal.SIGKILL)
 
 
 def main(argv: list[str]) -> None:
+    buffers.in_worker = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     # A thread, not PR_SET_PDEATHSIG: that signal follows the driver's thread that started
     # the worker, not the driver process, and it would not reach what the stage started.

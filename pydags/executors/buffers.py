@@ -1,0 +1,155 @@
+"""Pickles whose large buffers travel through shared memory, so big data moves once.
+
+A buffer of ``THRESHOLD`` bytes or more (a numpy array, a pandas or Arrow column, a
+``bytearray``: anything pickle protocol 5 hands out of band) is not copied into the pickle.
+It goes to a file in this driver's folder in ``/dev/shm`` and the receiver maps that file
+read-only, as Ray's object store does. A buffer that already lies in a mapped file (an
+array a worker returned, passed on to the next stages) is sent as a reference to that
+file: the driver never touches the data, and consumers of one result share its pages.
+
+Lifetimes: every file belongs to the driver. A file a worker wrote lives as long as the
+driver maps it (its result is held); a file the driver wrote for a job is deleted once the
+job has ended; the folder goes when the driver exits (or its workers see it die). Python
+cannot hand these objects out of band without numpy to find a buffer's address, so
+without numpy every large buffer is written anew.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import mmap
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+THRESHOLD = 1 << 20  # bytes: smaller buffers stay inside the pickle
+MARK = b"\x00buffers"  # starts a pickle with buffers out of band (a plain one starts \x80)
+FOLDER_VARIABLE = "PYDAGS_SHARED_FOLDER"  # tells workers where their driver's files go
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where a buffer is: ``length`` bytes at ``offset`` in the file at ``path``."""
+
+    path: str
+    offset: int
+    length: int
+
+
+_mapped: dict[int, tuple[int, str, weakref.ref]] = {}  # start address -> (end, path, map)
+_lock = threading.Lock()
+_count = itertools.count()
+in_worker = False  # set in worker processes: only the driver deletes files
+
+
+def folder() -> str:
+    """This driver's folder for shared buffers (made on first use)."""
+    path = os.environ.get(FOLDER_VARIABLE)
+    if path is None:
+        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        path = tempfile.mkdtemp(prefix=f"pydags-{os.getpid()}-", dir=base)
+        os.environ[FOLDER_VARIABLE] = path  # workers started from now on inherit it
+        atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def dumps(value: Any, written: list[str] | None = None) -> bytes:
+    """Pickle ``value`` with its large buffers out of band; the paths of the files written
+    for it are added to ``written``."""
+    refs: list[Ref] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        view = buffer.raw()
+        if view.nbytes < THRESHOLD:
+            return True  # in band
+        ref = _find(view)
+        if ref is None:
+            try:
+                ref = _write(view)
+            except OSError:  # no room in shared memory: the pickle carries it
+                return True
+            if written is not None:
+                written.append(ref.path)
+        refs.append(ref)
+        return False
+
+    data = cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+    return MARK + pickle.dumps((refs, data), protocol=5) if refs else data
+
+
+def loads(data: bytes) -> Any:
+    """The value of a pickle made by ``dumps``."""
+    if not data.startswith(MARK):
+        return pickle.loads(data)
+    refs, payload = pickle.loads(memoryview(data)[len(MARK):])
+    return pickle.loads(payload, buffers=[_map(ref) for ref in refs])
+
+
+def delete(paths: list[str]) -> None:
+    """Delete files written for a job that has ended, but those its result maps."""
+    with _lock:
+        kept = {path for _, path, alive in _mapped.values() if alive() is not None}
+    for path in paths:
+        if path not in kept:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _address(view: memoryview) -> int | None:
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy.frombuffer(view, numpy.uint8).__array_interface__["data"][0]
+
+
+def _find(view: memoryview) -> Ref | None:
+    """A reference to the mapped file ``view`` lies in, if it does."""
+    start = _address(view)
+    if start is None:
+        return None
+    with _lock:
+        for begin, (end, path, alive) in _mapped.items():
+            if begin <= start and start + view.nbytes <= end and alive() is not None:
+                return Ref(path, start - begin, view.nbytes)
+    return None
+
+
+def _write(view: memoryview) -> Ref:
+    path = os.path.join(folder(), f"{os.getpid()}-{next(_count)}")
+    with open(path, "wb") as file:
+        file.write(view)
+    return Ref(path, 0, view.nbytes)
+
+
+def _map(ref: Ref) -> memoryview:
+    with open(ref.path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        mapped = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+    if not size:
+        return memoryview(b"")
+    view = memoryview(mapped)
+    start = _address(view)
+    if start is not None:
+        with _lock:
+            _mapped[start] = (start + size, ref.path, weakref.ref(mapped))
+        weakref.finalize(mapped, _forget, start, ref.path)
+    return view[ref.offset:ref.offset + ref.length]
+
+
+def _forget(start: int, path: str) -> None:
+    """A mapping has gone: in the driver, nobody needs its file any more."""
+    with _lock:
+        _mapped.pop(start, None)
+    if not in_worker:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

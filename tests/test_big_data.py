@@ -1,0 +1,60 @@
+"""Big results move once: through shared memory, never copied through the driver."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import numpy
+import psutil
+import pytest
+from workload import array_sum, big_array, pass_along
+
+from pydags.executors import buffers
+from pydags.pipeline import Pipeline
+
+pytestmark = pytest.mark.usefixtures("no_orphans")
+
+
+def shared_files() -> list[str]:
+    return os.listdir(buffers.folder())
+
+
+def test_a_big_array_reaches_two_consumers_without_the_driver_copying_it():
+    size = 64  # megabytes
+    expected = float(numpy.arange(size * (1 << 20) // 8, dtype=numpy.float64).sum())
+    data = big_array(size)
+    pipeline = Pipeline().add_stages(array_sum(data).named("a"), array_sum(data, 1).named("b"))
+    before = psutil.Process().memory_info().rss
+    run = pipeline.start(num_cores=2)
+    grown = psutil.Process().memory_info().rss - before
+    assert run.results["a"] == (expected, False)  # read-only in the consumers, as in Ray
+    assert run.results["b"] == (expected + 1, False)
+    assert grown < size * (1 << 20) / 2, f"the driver grew by {grown >> 20} MB"
+    result = run.results["big_array"]
+    assert result.shape == (size * (1 << 20) // 8,) and not result.flags.writeable
+    assert len(shared_files()) == 1  # the one result, shared by everyone
+    del run, result
+    pipeline.runs.clear()
+    gc.collect()
+    assert shared_files() == []  # gone once nothing holds the result
+
+
+def test_an_array_passed_along_a_chain_is_not_copied_again():
+    stages = [big_array(16)]
+    for i in range(5):
+        stages.append(pass_along(stages[-1]).named(f"hop{i}"))
+    run = Pipeline().add_stages(stages).start(num_cores=2)
+    assert run.results["hop4"].sum() == run.results["big_array"].sum()
+    assert len(shared_files()) == 1
+    del run
+    gc.collect()
+    assert shared_files() == []
+
+
+def test_an_array_given_as_an_argument_goes_through_shared_memory_and_is_deleted_after():
+    given = numpy.ones(3 * (1 << 20) // 8)
+    run = Pipeline().add_stages(array_sum(given)).start(num_cores=2)
+    assert run.results["array_sum"] == (float(given.sum()), False)
+    gc.collect()
+    assert shared_files() == []
