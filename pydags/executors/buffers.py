@@ -46,9 +46,11 @@ class Ref:
 
 
 _mapped: dict[int, tuple[int, str, weakref.ref]] = {}  # start address -> (end, path, map)
+_gone: list[int] = []  # start addresses of mappings since closed (the finalizer takes no lock)
 _lock = threading.Lock()
 _count = itertools.count()
 in_worker = False  # set in worker processes: only the driver deletes files
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def folder() -> str:
@@ -97,6 +99,7 @@ def loads(data: bytes) -> Any:
 def delete(paths: list[str]) -> None:
     """Delete files written for a job that has ended, but those its result maps."""
     with _lock:
+        _purge()
         kept = {path for _, path, alive in _mapped.values() if alive() is not None}
     for path in paths:
         if path not in kept:
@@ -118,9 +121,11 @@ def _find(view: memoryview) -> Ref | None:
     if start is None:
         return None
     with _lock:
-        for begin, (end, path, alive) in _mapped.items():
-            if begin <= start and start + view.nbytes <= end and alive() is not None:
-                return Ref(path, start - begin, view.nbytes)
+        _purge()
+        found = list(_mapped.items())
+    for begin, (end, path, alive) in found:
+        if begin <= start and start + view.nbytes <= end and alive() is not None:
+            return Ref(path, start - begin, view.nbytes)
     return None
 
 
@@ -134,22 +139,34 @@ def _write(view: memoryview) -> Ref:
 def _map(ref: Ref) -> memoryview:
     with open(ref.path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        mapped = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+        # A worker reads what it maps: its pages come in at once, not one fault at a time.
+        flags = mmap.MAP_SHARED | (_POPULATE if in_worker else 0)
+        mapped = mmap.mmap(file.fileno(), size, flags, mmap.PROT_READ) if size else b""
     if not size:
         return memoryview(b"")
     view = memoryview(mapped)
     start = _address(view)
     if start is not None:
         with _lock:
+            _purge()
             _mapped[start] = (start + size, ref.path, weakref.ref(mapped))
         weakref.finalize(mapped, _forget, start, ref.path)
     return view[ref.offset:ref.offset + ref.length]
 
 
+def _purge() -> None:
+    """Drop the closed mappings from the registry (with ``_lock`` held)."""
+    while _gone:
+        start = _gone.pop()
+        entry = _mapped.get(start)
+        if entry is not None and entry[2]() is None:
+            del _mapped[start]
+
+
 def _forget(start: int, path: str) -> None:
-    """A mapping has gone: in the driver, nobody needs its file any more."""
-    with _lock:
-        _mapped.pop(start, None)
+    """A mapping has gone: in the driver, nobody needs its file any more. It runs from
+    the garbage collector, maybe while this thread holds ``_lock``: it must not take it."""
+    _gone.append(start)
     if not in_worker:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

@@ -1,0 +1,216 @@
+"""Warm workers and the data plane: ``python tests/benchmarks/bench_workers.py``.
+
+Prints, each against baselines measured in the same run:
+- the fixed cost of the 2nd-10th ``start(num_cores=2)`` of the six-stage tutorial graph of
+  trivial stages (target: median <= 5 ms), and a stage importing scikit-learn: its first
+  run beside the later ones (the import is paid once per worker);
+- per-stage time on 2,000 trivial stages (random DAG, fan-out, chain), warm, beside
+  ``multiprocessing.Pool`` (fork) and ``ProcessPoolExecutor`` (fork) driven by a minimal
+  readiness loop (targets: at most the ProcessPoolExecutor, at most 1.5x the Pool);
+- a 200 MB float64 array from one stage to two consumers on 2 cores: the gap between the
+  consumers' starts (target <= 100 ms), wall time beside ``num_cores=1`` (target <= 2x)
+  and the driver's peak memory growth (target <= 1.2x the array); a 10-stage chain passing
+  a 100 MB array along, beside ``num_cores=1`` (target <= 2x).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import queue
+import statistics
+import threading
+import time
+
+import psutil
+from bench_scheduler import random_parents
+
+from pydags import Pipeline, stage
+
+
+def trivial(*values):
+    return len(values)
+
+
+def shapes(n: int) -> dict[str, list[list[int]]]:
+    return {"random DAG": random_parents(n, seed=7),
+            "fan-out": [[] if i == 0 else [0] for i in range(n)],
+            "chain": [[i - 1] if i else [] for i in range(n)]}
+
+
+def build(parents: list[list[int]]) -> Pipeline:
+    make = stage(trivial)
+    stages: list = []
+    for i, ps in enumerate(parents):
+        stages.append(make(*[stages[p] for p in ps]).named(f"s{i}"))
+    return Pipeline("bench", stages)
+
+
+def readiness_loop(parents: list[list[int]], submit, workers: int = 2) -> float:
+    """The baseline scheduler: run each node once its parents are done, at most
+    ``workers`` at a time, through ``submit(function, args, on_done)``."""
+    children: dict[int, list[int]] = {i: [] for i in range(len(parents))}
+    for i, ps in enumerate(parents):
+        for p in ps:
+            children[p].append(i)
+    waiting = {i: len(ps) for i, ps in enumerate(parents)}
+    ready = [i for i, n in waiting.items() if n == 0]
+    results: dict[int, object] = {}
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    start, running = time.perf_counter(), 0
+    while len(results) < len(parents):
+        while ready and running < workers:
+            i = ready.pop()
+            submit(trivial, [results[p] for p in parents[i]], lambda r, i=i: done.put((i, r)))
+            running += 1
+        i, value = done.get()
+        running -= 1
+        results[i] = value
+        for c in children[i]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                ready.append(c)
+    return time.perf_counter() - start
+
+
+def median_of(action, repeat: int = 5) -> float:
+    return statistics.median(action() for _ in range(repeat))
+
+
+def fixed_cost() -> None:
+    make = stage(trivial)
+    s1, s2 = make().named("stage_1"), make().named("stage_2")
+    s3, s4 = make().named("stage_3").after(s2), make().named("stage_4").after(s2)
+    s5 = make().named("stage_5").after(s1)
+    s6 = make().named("stage_6").after(s3, s4, s5)
+    pipeline = Pipeline("tutorial", [s1, s2, s3, s4, s5, s6])
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        pipeline.start(num_cores=2, show=False)
+        times.append(time.perf_counter() - start)
+    print(f"tutorial graph, trivial stages, 2 cores: 1st start {times[0] * 1e3:.1f} ms, "
+          f"2nd-10th median {statistics.median(times[1:]) * 1e3:.1f} ms (target <= 5 ms)")
+
+    def uses_sklearn():
+        import sklearn.ensemble  # noqa: F401
+
+        return "imported"
+
+    heavy = Pipeline("sklearn", [stage(uses_sklearn)().named(f"fit{i}") for i in range(2)])
+    runs = []
+    for _ in range(4):
+        start = time.perf_counter()
+        heavy.start(num_cores=2, show=False)
+        runs.append(time.perf_counter() - start)
+    print(f"stages importing scikit-learn: 1st run {runs[0] * 1e3:.0f} ms, "
+          f"later runs {statistics.median(runs[1:]) * 1e3:.1f} ms (the import stays done)")
+
+
+def per_stage(n: int = 2000) -> None:
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool, concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=context) as executor:
+        def pool_submit(function, args, on_done):
+            pool.apply_async(function, args, callback=on_done)
+
+        def executor_submit(function, args, on_done):
+            executor.submit(function, *args).add_done_callback(
+                lambda future: on_done(future.result()))
+
+        for shape, parents in shapes(n).items():
+            pipeline = build(parents)
+            pipeline.start(num_cores=2, show=False)  # warm
+            readiness_loop(parents, pool_submit)
+            readiness_loop(parents, executor_submit)
+            ours = median_of(lambda p=pipeline: timed_start(p))
+            mp_pool = median_of(lambda ps=parents: readiness_loop(ps, pool_submit))
+            ppe = median_of(lambda ps=parents: readiness_loop(ps, executor_submit))
+            print(f"{n} trivial stages, {shape}: pydags {ours / n * 1e6:.0f} us/stage, "
+                  f"multiprocessing.Pool {mp_pool / n * 1e6:.0f} us, ProcessPoolExecutor "
+                  f"{ppe / n * 1e6:.0f} us; ratios {ours / mp_pool:.2f}x Pool (target <= 1.5), "
+                  f"{ours / ppe:.2f}x ProcessPoolExecutor (target <= 1)")
+
+
+def timed_start(pipeline: Pipeline, **options) -> float:
+    start = time.perf_counter()
+    pipeline.start(show=False, **{"num_cores": 2, **options})
+    return time.perf_counter() - start
+
+
+class PeakMemory:
+    """The highest resident memory of this process while it is entered, sampled."""
+
+    def __enter__(self) -> PeakMemory:
+        self.process = psutil.Process()
+        self.before = self.peak = self.process.memory_info().rss
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.005):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __exit__(self, *_) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
+
+
+def big_data() -> None:
+    def produce(megabytes):
+        import numpy
+
+        return numpy.random.default_rng(0).random(megabytes * (1 << 20) // 8)
+
+    def consume(array):
+        import numpy
+
+        return float(numpy.sqrt(array).sum())
+
+    def increment(array):
+        return array + 1
+
+    make, use, step = stage(produce), stage(consume), stage(increment)
+    data = make(200)
+    fan = Pipeline("fan", [use(data).named("left"), use(data).named("right")])
+    fan.start(num_cores=2, show=False)  # warm
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        run = fan.start(num_cores=2, show=False)
+        wall = time.perf_counter() - start
+    gap = abs(run.stage_records["left"].start - run.stage_records["right"].start)
+    del run
+    fan.runs.clear()
+    inline = timed_start(fan, num_cores=1)
+    fan.runs.clear()
+    print(f"200 MB to two consumers: 2 cores {wall:.2f} s, 1 core {inline:.2f} s, ratio "
+          f"{wall / inline:.2f}x (target <= 2); consumers started {gap * 1e3:.0f} ms apart "
+          f"(target <= 100); driver grew by {memory.growth / (200 << 20):.2f}x the array "
+          f"(target <= 1.2)")
+
+    stages = [make(100)]
+    for i in range(10):
+        stages.append(step(stages[-1]).named(f"hop{i}"))
+    chain = Pipeline("chain", stages)
+
+    def once(cores: int) -> float:
+        seconds = timed_start(chain, num_cores=cores)
+        chain.runs.clear()  # let the arrays go
+        return seconds
+
+    once(2)
+    ours, inline = median_of(lambda: once(2)), median_of(lambda: once(1))
+    print(f"10-stage chain passing 100 MB along (medians of 5): 2 cores {ours:.2f} s, "
+          f"1 core {inline:.2f} s, ratio {ours / inline:.2f}x (target <= 2)")
+
+
+if __name__ == "__main__":
+    fixed_cost()
+    per_stage()
+    big_data()
