@@ -58,3 +58,11 @@ def test_an_array_given_as_an_argument_goes_through_shared_memory_and_is_deleted
     assert run.results["array_sum"] == (float(given.sum()), False)
     gc.collect()
     assert shared_files() == []
+
+
+def test_the_garbage_collector_may_close_a_mapping_while_the_registry_is_locked():
+    # A finalizer runs wherever the collector does, maybe inside the registry's lock.
+    with buffers._lock:
+        buffers._forget(0, os.path.join(buffers.folder(), "never-written"))
+    with buffers._lock:
+        buffers._purge()
