@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from pydags.errors import CycleError
+from pydags.executors import base
 from pydags.executors.base import Executor
 from pydags.run import Run
 from pydags.scheduler import Plan, Scheduler
@@ -191,6 +192,11 @@ class Pipeline:
 
         Takes the options of ``start()`` but ``block`` and ``show``.
         """
+        if base.loading_stages:
+            raise RuntimeError(
+                f"pipeline {self.name!r} was started while a worker process imported a stage's "
+                "module: that module starts a pipeline when imported. Put the code that starts "
+                "it under `if __name__ == \"__main__\":` (or in a function)")
         cores = _check_cores(num_cores)
         if not len(self):
             raise ValueError(f"pipeline {self.name!r} has no stages; add some with add_stages()")

@@ -13,6 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
+def _refuse_generators(name: str, function: Any) -> None:
+    """A generator's items would never be produced: a stage returns its result whole."""
+    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(f"stage {name!r} is a generator function (it uses yield): a stage "
+                        "returns its whole result; return a list, e.g. "
+                        "return [... for ...] instead of yielding each item")
+
+
 class Stage:
     """A node of a pipeline. Subclass it and implement ``run``.
 
@@ -34,6 +42,10 @@ class Stage:
         self._store: Any = None
         self._pipelines: list[Any] = []  # weak references to the pipelines holding it
         return self
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_generators(cls.__name__, cls.__dict__.get("run"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._args, self._kwargs = args, kwargs
@@ -320,6 +332,7 @@ def stage(
     def wrap(func: Callable[..., Any]) -> StageFunction:
         if not callable(func):
             raise TypeError(f"@stage decorates a function, not {type(func).__name__}")
+        _refuse_generators(getattr(func, "__name__", "stage"), func)
         _check_options(getattr(func, "__name__", "stage"), options)
         return StageFunction(func, options)
 

@@ -187,3 +187,62 @@ def array_sum(array, offset=0):
 @stage
 def pass_along(array):
     return array
+
+
+@stage
+def dies_leaving_a_child():
+    """Fork a child that keeps the worker's pipes open, then let the worker die."""
+    if os.fork() == 0:
+        time.sleep(300)
+        os._exit(0)
+    time.sleep(0.2)
+    os._exit(3)
+
+
+@stage
+def asks_for_input():
+    return input("your name? ")
+
+
+def _reconnect(error):
+    raise {"OSError": OSError, "EOFError": EOFError}[error]("not reachable from here")
+
+
+class Reconnecting:
+    """Reconnects when unpickled, which fails in the driver."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __reduce__(self):
+        return (_reconnect, (self.error,))
+
+
+@stage
+def reconnects(error):
+    return Reconnecting(error)
+
+
+@stage
+def shout(word):
+    print(word)
+    return word
+
+
+@stage
+def runs_a_pipeline_inside():
+    """A stage that runs a pipeline of its own, in its own process, then prints on."""
+    from pydags import Pipeline
+
+    inner = Pipeline("inner", [shout("from the inner stage")]).start(num_cores=1)
+    print("after the inner run")
+    return inner.results["shout"]
+
+
+@stage
+async def fetch(x):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    print("fetched", x)
+    return x * 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import io
 import os
 import sys
@@ -74,6 +76,8 @@ def execute(job: Job, echo: bool = False, interrupt_fails: bool = False,
     try:
         with _captured(capture, echo):
             value = job.function(*job.args, **job.kwargs)
+            if inspect.iscoroutine(value):  # an ``async def`` stage
+                value = _awaited(value, capture)
     except BaseException as exc:  # a stage's own failure, SystemExit included
         if isinstance(exc, KeyboardInterrupt) and not interrupt_fails:
             raise  # the user's Ctrl-C; in a worker (which ignores SIGINT), the stage's own
@@ -82,6 +86,31 @@ def execute(job: Job, echo: bool = False, interrupt_fails: bool = False,
                        start=start, end=time.time())
     return Outcome(job.name, job.attempt, True, value=value, output=capture.text(),
                    start=start, end=time.time())
+
+
+def _awaited(coroutine: Any, capture: _Capture) -> Any:
+    """Run an ``async def`` stage's coroutine to its end, also where this thread already runs
+    an event loop (a notebook's): then on a thread of its own, printing to the same capture."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        for router in _ROUTERS.values():
+            router.local.capture = capture
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # raised again in the stage's own thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="pydags-async-stage")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def error_from_exception(exc: BaseException) -> StageError:
@@ -128,7 +157,8 @@ _LOCK = threading.Lock()
 @contextmanager
 def _captured(capture: _Capture, echo: bool) -> Iterator[None]:
     """Send this thread's stdout and stderr to ``capture`` (other threads are unaffected);
-    with ``echo``, also to where stdout went before."""
+    with ``echo``, also to where stdout went before (an enclosing stage's capture, when a
+    stage runs a pipeline of its own)."""
     with _LOCK:
         if not _ACTIVE[0]:
             for stream in ("stdout", "stderr"):
@@ -136,15 +166,16 @@ def _captured(capture: _Capture, echo: bool) -> Iterator[None]:
                 setattr(sys, stream, _ROUTERS[stream])
         _ACTIVE[0] += 1
     routers = list(_ROUTERS.values())
+    enclosing = [getattr(router.local, "capture", None) for router in routers]
     if echo:
-        capture.echo = _ROUTERS["stdout"].original
+        capture.echo = enclosing[0] or _ROUTERS["stdout"].original
     for router in routers:
         router.local.capture = capture
     try:
         yield
     finally:
-        for router in routers:
-            router.local.capture = None
+        for router, before in zip(routers, enclosing, strict=True):
+            router.local.capture = before
         with _LOCK:
             _ACTIVE[0] -= 1
             if not _ACTIVE[0]:

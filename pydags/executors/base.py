@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 THIS_PROCESS = f"main (pid {os.getpid()})"  # how runs name the driver when it runs a stage
+loading_stages = False  # True while a worker imports the modules of the stage it was sent
 
 
 @dataclass

@@ -83,11 +83,17 @@ class ProcessExecutor(Executor):
         deadlines = [w.deadline for w in busy.values() if w.deadline is not None]
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.time()))
-        for conn in wait(list(busy), timeout):
+        readable = wait(list(busy), timeout)
+        for conn in readable:
             self._news.append(self._receive(busy[conn]))
         now = time.time()
-        for slot in busy.values():
-            if slot.job is not None and slot.deadline is not None and now >= slot.deadline:
+        for conn, slot in busy.items():
+            if slot.job is None:
+                continue
+            if conn not in readable and not slot.worker.alive():
+                # Dead, though its pipe is open: something it forked holds the pipe.
+                self._news.append(self._died(slot))
+            elif slot.deadline is not None and now >= slot.deadline:
                 self._news.append(self._timed_out(slot, now))
         news, self._news = self._news, []
         return news
@@ -98,12 +104,7 @@ class ProcessExecutor(Executor):
         try:
             data = slot.worker.outbox.recv_bytes()
         except (EOFError, OSError):
-            code = slot.worker.process.wait()
-            label, output = slot.label, slot.output()
-            self._replace(slot)
-            return Outcome(job.name, job.attempt, False, worker=label, start=slot.started,
-                           end=time.time(), output=output,
-                           error=StageError("crash", f"worker died ({_describe_exit(code)})"))
+            return self._died(slot)
         if data.startswith(OUTPUT):
             text = data[len(OUTPUT):].decode("utf-8", "replace")
             slot.printed.append(text)
@@ -135,6 +136,17 @@ class ProcessExecutor(Executor):
                        output=output,
                        error=StageError("timeout", f"stage {job.name!r} timed out after "
                                         f"{job.timeout:g} s; its worker was stopped"))
+
+    def _died(self, slot: _Slot) -> Outcome:
+        job = slot.job
+        assert job is not None
+        code = slot.worker.process.wait()
+        self._drain(slot)
+        label, output = slot.label, slot.output()
+        self._replace(slot)  # also kills what the stage started
+        return Outcome(job.name, job.attempt, False, worker=label, start=slot.started,
+                       end=time.time(), output=output,
+                       error=StageError("crash", f"worker died ({_describe_exit(code)})"))
 
     def _drain(self, slot: _Slot) -> None:
         """Keep what a worker about to be killed printed but the driver has not read yet."""

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
-from pydags.executors import buffers
+from pydags.executors import base, buffers
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
 
@@ -96,6 +96,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         except (EOFError, OSError):
             return
         start = time.time()
+        base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
             job = buffers.loads(data)
         except Exception as exc:
@@ -105,9 +106,11 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             outcome = Outcome(getattr(exc, "stage", "?"), 0, False, error=error,
                               start=start, end=time.time())
         else:
+            base.loading_stages = False
             with lock:
                 outbox.send_bytes(STARTED)
             outcome = execute(job, interrupt_fails=True, stream=sender)
+        base.loading_stages = False
         sys.stdout.flush()
         sender.flush()
         data = encode(outcome)

@@ -1,0 +1,107 @@
+"""Bad input and odd faults end truthfully: a clear error naming the stage, no hang."""
+
+from __future__ import annotations
+
+import pytest
+from workload import asks_for_input, dies_leaving_a_child, fine, reconnects
+
+from pydags import StageStatus
+from pydags.pipeline import Pipeline
+
+pytestmark = pytest.mark.usefixtures("no_orphans")
+
+
+def run(*stages, **options):
+    options.setdefault("num_cores", 2)
+    return Pipeline("hardening").add_stages(*stages).start(raise_on_error=False, **options)
+
+
+def test_a_worker_that_dies_while_its_child_holds_its_pipe_fails_its_stage():
+    result = run(dies_leaving_a_child(), fine())
+    assert result.status["dies_leaving_a_child"] is StageStatus.FAILED
+    assert "worker died (exit code 3)" in result.errors["dies_leaving_a_child"]
+    assert result.results["fine"] == "fine"
+
+
+def test_input_in_a_worker_fails_at_once_instead_of_waiting_for_a_terminal():
+    result = run(asks_for_input(), fine())
+    assert result.status["asks_for_input"] is StageStatus.FAILED
+    assert "EOFError" in result.errors["asks_for_input"]
+
+
+@pytest.mark.parametrize("error", ["OSError", "EOFError"])
+def test_a_result_that_fails_to_load_here_fails_its_stage_not_the_worker(error):
+    result = run(reconnects(error), fine())
+    assert result.status["reconnects"] is StageStatus.FAILED
+    message = result.errors["reconnects"]
+    assert "result of stage 'reconnects' could not be loaded" in message
+    assert f"{error}: not reachable from here" in message
+
+
+def test_a_module_that_starts_a_pipeline_when_imported_is_refused_in_workers(tmp_path):
+    import sys
+    import textwrap
+
+    (tmp_path / "unguarded.py").write_text(textwrap.dedent("""
+        from pydags import Pipeline, stage
+
+        @stage
+        def hello():
+            return "hi"
+
+        run = Pipeline("unguarded", [hello()]).start(num_cores=2, raise_on_error=False)
+    """))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import unguarded
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("unguarded", None)
+    assert unguarded.run.status["hello"] is StageStatus.FAILED
+    error = unguarded.run.errors["hello"]
+    assert "pipeline 'unguarded' was started while a worker process imported" in error
+    assert 'if __name__ == "__main__":' in error
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_a_stage_running_a_pipeline_of_its_own_keeps_all_it_printed(cores, capsys):
+    from workload import runs_a_pipeline_inside
+
+    result = run(runs_a_pipeline_inside(), num_cores=cores)
+    assert result.results["runs_a_pipeline_inside"] == "from the inner stage"
+    assert result.outputs["runs_a_pipeline_inside"] == (
+        "from the inner stage\nafter the inner run\n")
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_async_stages_are_awaited(cores):
+    from workload import fetch
+
+    result = run(fetch(21), num_cores=cores)
+    assert result.results["fetch"] == 42 and result.outputs["fetch"] == "fetched 21\n"
+
+
+def test_async_stages_are_awaited_where_an_event_loop_already_runs():
+    import asyncio
+
+    from workload import fetch
+
+    async def in_a_notebook():  # a kernel's cell runs while its event loop does
+        return run(fetch(5), num_cores=1)
+
+    result = asyncio.run(in_a_notebook())
+    assert result.results["fetch"] == 10 and result.outputs["fetch"] == "fetched 5\n"
+
+
+def test_generator_stages_are_refused_with_what_to_do():
+    from pydags import Stage, stage
+
+    with pytest.raises(TypeError, match=r"stage 'numbers' is a generator function.*return a list"):
+        @stage
+        def numbers():
+            yield 1
+
+    with pytest.raises(TypeError, match="stage 'Rows' is a generator function"):
+        class Rows(Stage):
+            def run(self):
+                yield 1
