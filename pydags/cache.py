@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from pydags.run import Event, Run
-from pydags.stage import FunctionStage, Stage, resolve
+from pydags.stage import FunctionStage, Stage, resolve_arguments
 from pydags.status import StageStatus
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def fingerprints(plan: Plan) -> dict[str, str]:
             continue  # something upstream cannot be cached, so neither can this
         digest = hashlib.sha256(_code(stage))
         try:
-            args = resolve(stage.arguments, {d: f"<stage {d} {found[d]}>" for d in deps})
+            args = resolve_arguments(stage, {d: f"<stage {d} {found[d]}>" for d in deps})
             state = {k: v for k, v in stage.__getstate__().items()
                      if k not in ("function", "_store")}  # code is hashed from its source
             digest.update(cloudpickle.dumps((args, state)))

@@ -278,7 +278,7 @@ class Pipeline:
         for name in reversed(order):
             below = max((cost[d] for d in self.graph.successors(name)), default=0.0)
             cost[name] = below + known.get(name, 1.0)
-        inputs = {name: {s.name for s in stages_in(stage.arguments)}
+        inputs = {name: {s.name for s in stages_in(*stage.arguments, name)}
                   for name, stage in stages.items()}
         return Plan(stages, deps, cost, inputs)
 

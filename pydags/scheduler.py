@@ -44,7 +44,7 @@ from typing import Any
 
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.run import Attempt, Run
-from pydags.stage import Stage, resolve
+from pydags.stage import Stage, resolve_arguments
 from pydags.status import StageStatus
 
 POLL_SECONDS = 0.1  # how often a waiting scheduler looks for a cancel request
@@ -141,11 +141,11 @@ class Scheduler:
 
     def _job(self, name: str) -> Job:
         stage = self.plan.stages[name]
-        args, kwargs = stage.arguments
         upstream = {d: self.executor.upstream(d, self.run.results)
                     for d in self.plan.dependencies[name]}
-        return Job(name, stage.callable(), resolve(args, upstream), resolve(kwargs, upstream),
-                   attempt=self.attempts[name], timeout=stage.timeout)
+        args, kwargs = resolve_arguments(stage, upstream)
+        return Job(name, stage.callable(), args, kwargs, attempt=self.attempts[name],
+                   timeout=stage.timeout)
 
     def _unblock(self, name: str, submitted: bool = False) -> None:
         """``name`` succeeded (or was ``submitted``, for the stages taking its result through

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -144,7 +146,7 @@ class Stage:
     def dependencies(self) -> list[Stage]:
         """Stages this one waits for: those given to ``.after()`` and those passed as arguments."""
         found = dict(self._after)
-        for value in stages_in((self._args, self._kwargs)):
+        for value in stages_in(self._args, self._kwargs, self.name):
             found.setdefault(id(value), value)
         return list(found.values())
 
@@ -365,30 +367,144 @@ def check_settings(item: Stage) -> None:
                                    timeout=item.timeout))
 
 
-_SEQUENCES = (list, tuple, set, frozenset)
+def _parts(value: Any, where: str) -> list[Any] | None:
+    """The parts of a container that pydags looks into (and can rebuild with results in
+    place of stages), or None for a value it passes as it is."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, Stage):
+                raise TypeError(f"{where} uses stage {key.name!r} as a dict key; a stage's "
+                                "result can only stand where a value does")
+        return list(value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [getattr(value, f.name) for f in dataclasses.fields(value)]
+    dtype = getattr(value, "dtype", None)
+    if type(value).__module__ == "numpy" and getattr(dtype, "kind", "") == "O":
+        for item in value.flat:
+            if isinstance(item, Stage):
+                raise TypeError(f"{where} holds stage {item.name!r} in a numpy array, which "
+                                "pydags does not look into; pass a list instead")
+    return None
 
 
-def stages_in(value: Any) -> Iterator[Stage]:
-    """Yield the stages inside arguments (also inside lists, tuples, sets and dicts)."""
-    if isinstance(value, Stage):
-        yield value
-    elif type(value) in _SEQUENCES:
-        for item in value:
-            yield from stages_in(item)
-    elif type(value) is dict:
-        for item in value.values():
-            yield from stages_in(item)
+def _rebuild(value: Any, parts: list[Any], where: str) -> Any:
+    """``value`` made again with ``parts`` (as ``_parts`` gave them, results in place)."""
+    kind = type(value)
+    if kind in (list, tuple, set, frozenset):
+        return kind(parts)
+    if isinstance(value, tuple) and hasattr(value, "_make"):  # a namedtuple
+        return kind._make(parts)
+    if isinstance(value, dict):
+        pairs = zip(value, parts, strict=True)
+        if isinstance(value, collections.defaultdict):
+            return kind(value.default_factory, pairs)
+        return dict(pairs) if kind is dict else _made(kind, dict(pairs), where)
+    if dataclasses.is_dataclass(value):
+        fields = dataclasses.fields(value)
+        if any(not f.init for f in fields):
+            raise TypeError(f"{where} holds a stage in a {kind.__qualname__} whose fields are "
+                            "not all set by its constructor; pass the stage directly instead")
+        return dataclasses.replace(value, **{f.name: part for f, part in
+                                             zip(fields, parts, strict=True)})
+    return _made(kind, parts, where)
 
 
-def resolve(value: Any, results: dict[str, Any]) -> Any:
-    """Replace every stage inside ``value`` by its result from ``results``."""
+def _made(kind: type, parts: Any, where: str) -> Any:
+    try:
+        return kind(parts)
+    except Exception as exc:
+        raise TypeError(f"{where} holds a stage in a {kind.__qualname__}, which pydags cannot "
+                        f"make again with the stage's result ({exc}); use a list, tuple or "
+                        "dict there") from None
+
+
+def _holding(value: Any, where: str) -> set[int]:
+    """The ids of the containers inside ``value`` that hold a stage, at any depth (walked
+    without recursion, so depth is no limit)."""
+    holding: set[int] = set()
+    on_path: set[int] = set()
+    stack: list[tuple[Any, list[Any] | None]] = [(value, None)]
+    while stack:
+        node, parts = stack[-1]
+        if parts is None:
+            parts = _parts(node, where)
+            if parts is None or id(node) in on_path:
+                stack.pop()
+                continue
+            on_path.add(id(node))
+            stack[-1] = (node, parts)
+            stack.extend((part, None) for part in parts
+                         if not isinstance(part, Stage) and id(part) not in holding)
+            continue
+        stack.pop()
+        on_path.discard(id(node))
+        if any(isinstance(part, Stage) or id(part) in holding for part in parts):
+            if any(part is node for part in parts):
+                raise TypeError(f"{where} holds a stage in a container that contains itself; "
+                                "pydags cannot make it again with the stage's result")
+            holding.add(id(node))
+    return holding
+
+
+def _described(args: tuple, kwargs: dict, owner: str) -> Iterator[tuple[str, Any]]:
+    for position, value in enumerate(args):
+        yield f"stage {owner!r}, argument {position}", value
+    for key, value in kwargs.items():
+        yield f"stage {owner!r}, argument {key!r}", value
+
+
+def stages_in(args: tuple, kwargs: dict, owner: str = "?") -> list[Stage]:
+    """The stages inside a stage's arguments: given directly, or inside lists, tuples, sets,
+    dicts (and their subclasses, namedtuples) and dataclasses, at any depth. A stage where
+    pydags could not put its result (a dict key, a numpy array) is an error naming it."""
+    found: dict[int, Stage] = {}
+    for where, value in _described(args, kwargs, owner):
+        if isinstance(value, Stage):
+            found.setdefault(id(value), value)
+            continue
+        holding = _holding(value, where)
+        stack = [value] if id(value) in holding else []
+        while stack:
+            for part in _parts(stack.pop(), where) or ():
+                if isinstance(part, Stage):
+                    found.setdefault(id(part), part)
+                elif id(part) in holding:
+                    stack.append(part)
+    return list(found.values())
+
+
+def resolve(value: Any, results: dict[str, Any], where: str = "an argument") -> Any:
+    """``value`` with every stage inside it replaced by its result from ``results``;
+    containers without a stage are passed as they are, not copied."""
     if isinstance(value, Stage):
         return results[value.name]
-    if type(value) in _SEQUENCES:
-        return type(value)(resolve(item, results) for item in value)
-    if type(value) is dict:
-        return {key: resolve(item, results) for key, item in value.items()}
-    return value
+    holding = _holding(value, where)
+    if id(value) not in holding:
+        return value
+    built: dict[int, Any] = {}
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:  # children are rebuilt before the containers holding them
+        node, children_done = stack.pop()
+        parts = _parts(node, where) or []
+        if children_done:
+            built[id(node)] = _rebuild(node, [
+                results[p.name] if isinstance(p, Stage) else built.get(id(p), p)
+                for p in parts], where)
+            continue
+        stack.append((node, True))
+        stack.extend((p, False) for p in parts if id(p) in holding and id(p) not in built)
+    return built[id(value)]
+
+
+def resolve_arguments(item: Stage, results: dict[str, Any]) -> tuple[tuple, dict]:
+    """The stage's arguments with every stage inside replaced by its result."""
+    args, kwargs = item.arguments
+    return (tuple(resolve(v, results, f"stage {item.name!r}, argument {i}")
+                  for i, v in enumerate(args)),
+            {k: resolve(v, results, f"stage {item.name!r}, argument {k!r}")
+             for k, v in kwargs.items()})
 
 
 class _StoreStage(Stage):

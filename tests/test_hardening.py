@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+
 import pytest
 from workload import asks_for_input, dies_leaving_a_child, fine, reconnects
 
@@ -105,3 +108,68 @@ def test_generator_stages_are_refused_with_what_to_do():
         class Rows(Stage):
             def run(self):
                 yield 1
+
+
+@dataclasses.dataclass
+class Settings:
+    rows: object
+    scale: int = 2
+
+
+Pair = collections.namedtuple("Pair", "left right")
+
+
+class Rows(list):
+    pass
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_stages_inside_containers_that_can_be_rebuilt_are_replaced_by_results(cores):
+    from workload import echo, load
+
+    raw = load()
+    made = [
+        Settings(raw), Pair(raw, 1), collections.OrderedDict(a=raw),
+        collections.defaultdict(list, a=raw), Rows([raw]), {"deep": [(raw,)]},
+    ]
+    stages = [echo(value).named(f"e{i}") for i, value in enumerate(made)]
+    result = run(*stages, num_cores=cores)
+    assert all(s.dependencies == [raw] for s in stages)
+    got = [result.results[f"e{i}"] for i in range(len(made))]
+    assert got[0] == Settings([3, 1, 2]) and got[1] == Pair([3, 1, 2], 1)
+    assert got[2] == {"a": [3, 1, 2]} and type(got[2]) is collections.OrderedDict
+    assert type(got[3]) is collections.defaultdict and got[3]["a"] == [3, 1, 2]
+    assert type(got[4]) is Rows and got[4] == [[3, 1, 2]]
+    assert got[5] == {"deep": [([3, 1, 2],)]}
+
+
+def test_a_stage_where_its_result_cannot_go_is_a_clear_error_before_anything_runs():
+    import numpy
+    from workload import echo, load
+
+    with pytest.raises(TypeError, match="stage 'echo', argument 0 uses stage 'load' as a dict"):
+        Pipeline().add_stages(echo({load(): 1}))
+    array = numpy.empty(2, dtype=object)
+    array[0] = load()
+    with pytest.raises(TypeError, match="argument 'value' holds stage 'load' in a numpy array"):
+        Pipeline().add_stages(echo(value=array))
+    loop: list = [load()]
+    loop.append(loop)
+    with pytest.raises(TypeError, match="contains itself"):
+        Pipeline().add_stages(echo(loop))
+
+
+def test_deep_and_self_containing_arguments_do_not_overflow():
+    from workload import echo, load
+
+    deep: list = [load()]
+    for _ in range(3000):
+        deep = [deep]
+    loop: list = [1]
+    loop.append(loop)
+    result = run(echo(deep), echo(loop).named("loop"), num_cores=1)
+    inner = result.results["echo"]
+    for _ in range(3000):
+        inner = inner[0]
+    assert inner == [[3, 1, 2]]  # the innermost list held the stage
+    assert result.results["loop"] is loop  # no stage inside: passed as it is

@@ -246,3 +246,8 @@ async def fetch(x):
     await asyncio.sleep(0.01)
     print("fetched", x)
     return x * 2
+
+
+@stage
+def echo(value):
+    return value
