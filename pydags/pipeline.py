@@ -31,8 +31,12 @@ class Pipeline:
     """
 
     def __init__(self, name: str | None = None, stages: Iterable[Stage] = (), *,
-                 store: Any = None, redis_cache: Any = None):
+                 store: Any = None, redis_cache: Any = None, keep_results: int = 1):
         self.name = name or "pipeline"
+        if isinstance(keep_results, bool) or not isinstance(keep_results, int) or keep_results < 1:
+            raise ValueError(f"keep_results is how many runs keep their results: a whole "
+                             f"number >= 1, not {keep_results!r}")
+        self.keep_results = keep_results
         if redis_cache is not None:  # the published pydags 0.1's way to give a Redis store
             from pydags.store import RedisStore
 
@@ -217,6 +221,12 @@ class Pipeline:
         if on_event is not None:
             run.subscribe(on_event)
         self.runs.append(run)
+        for old in list(self.runs)[:-self.keep_results]:
+            if old._dropped is None:
+                old.drop_results(
+                    f"the results of this run of {self.name!r} were let go when a later run "
+                    f"started (a pipeline keeps the results of its last {self.keep_results} "
+                    f"run(s)); keep more with Pipeline(keep_results=N)")
         return run
 
     def start(

@@ -83,7 +83,8 @@ class Run:
         self.pipeline_name = pipeline_name
         self.dependencies = dependencies
         self.stage_records: dict[str, StageRecord] = {name: StageRecord(name) for name in stages}
-        self.results: dict[str, Any] = {}
+        self._results: dict[str, Any] = {}
+        self._dropped: str | None = None  # why the results are gone, once they are
         self.left = len(stages)  # stages not finished yet
         self.started: float | None = None
         self.ended: float | None = None
@@ -103,6 +104,18 @@ class Run:
     def status(self) -> dict[str, StageStatus]:
         """Stage name to its status."""
         return {name: rec.status for name, rec in self.stage_records.items()}
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """Stage name to its return value (stages DONE or CACHED)."""
+        if self._dropped is not None:
+            raise RuntimeError(self._dropped)
+        return self._results
+
+    def drop_results(self, why: str) -> None:
+        """Let the results go (statuses, times and outputs stay); reading them raises
+        ``RuntimeError(why)``."""
+        self._results, self._dropped = {}, why
 
     @property
     def errors(self) -> dict[str, str]:
@@ -286,11 +299,11 @@ class Run:
         record.start, record.end, record.worker = attempt.start, attempt.end, attempt.worker
         record.output = outcome.output
         if outcome.ok:
-            self.results[outcome.name] = outcome.value
+            self._results[outcome.name] = outcome.value
 
     def set_result(self, name: str, value: Any) -> None:
         """Stage ``name``'s result is known without running it (resumed or cached)."""
-        self.results[name] = value
+        self._results[name] = value
 
     def set_status(self, name: str, status: StageStatus, *, attempt: int = 1,
                    worker: str | None = None, error: StageError | None = None) -> Event:

@@ -36,7 +36,7 @@ class Stage:
     retry_delay: float = 0.0
     timeout: float | None = None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Stage:
+    def __new__(cls, /, *args: Any, **kwargs: Any) -> Stage:
         self = super().__new__(cls)
         self._args, self._kwargs = (), {}
         self._after: dict[int, Stage] = {}  # id -> stage, in the order given
@@ -49,7 +49,7 @@ class Stage:
         super().__init_subclass__(**kwargs)
         _refuse_generators(cls.__name__, cls.__dict__.get("run"))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, /, *args: Any, **kwargs: Any) -> None:
         self._args, self._kwargs = args, kwargs
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -189,7 +189,7 @@ class FunctionStage(Stage):
     def _default_name(self) -> str:
         return getattr(self.function, "__name__", "stage")
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
+    def run(self, /, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -216,7 +216,7 @@ class StageCall:
         self.by_reference = by_reference
         self._reduced: tuple | None = None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
 
     def __reduce__(self) -> tuple:
@@ -311,7 +311,7 @@ class StageFunction:
         importable = getattr(module, "__spec__", None) and module.__name__ != "__main__"
         self.stamp = source_stamp(module) if importable else None  # the file it came from
 
-    def __call__(self, *args: Any, **kwargs: Any) -> FunctionStage:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> FunctionStage:
         return FunctionStage(self.func, args, kwargs, self.stage_options)
 
     def __repr__(self) -> str:
@@ -513,7 +513,7 @@ class _StoreStage(Stage):
     store_argument: str = ""  # the constructor keyword that takes the store
     store_hint: str = ""
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, /, *args: Any, **kwargs: Any):
         given = kwargs.pop(self.store_argument, None)
         if given is None and args and self._is_store(args[0]):
             given, args = args[0], args[1:]

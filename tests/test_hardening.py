@@ -6,10 +6,11 @@ import collections
 import dataclasses
 
 import pytest
-from workload import asks_for_input, dies_leaving_a_child, fine, reconnects
+from workload import asks_for_input, dies_leaving_a_child, fine, keyword_echo, reconnects
 
 from pydags import StageStatus
 from pydags.pipeline import Pipeline
+from pydags.stage import Stage, stage
 
 pytestmark = pytest.mark.usefixtures("no_orphans")
 
@@ -97,7 +98,6 @@ def test_async_stages_are_awaited_where_an_event_loop_already_runs():
 
 
 def test_generator_stages_are_refused_with_what_to_do():
-    from pydags import Stage, stage
 
     with pytest.raises(TypeError, match=r"stage 'numbers' is a generator function.*return a list"):
         @stage
@@ -173,3 +173,38 @@ def test_deep_and_self_containing_arguments_do_not_overflow():
         inner = inner[0]
     assert inner == [[3, 1, 2]]  # the innermost list held the stage
     assert result.results["loop"] is loop  # no stage inside: passed as it is
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_arguments_named_self_or_cls_reach_the_stage(cores):
+    from workload import echo
+
+    result = run(echo(value=1).named("plain"), keyword_echo(self=7, cls=8), num_cores=cores)
+    assert result.results["keyword_echo"] == {"self": 7, "cls": 8}
+
+
+def test_only_the_last_runs_keep_their_results():
+    import gc
+
+    import psutil
+
+    @stage
+    def megabytes():
+        return bytearray(20 << 20)
+
+    pipeline = Pipeline("heavy").add_stages(megabytes())
+    first = pipeline.start()
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    for _ in range(8):
+        pipeline.start()
+    gc.collect()
+    assert psutil.Process().memory_info().rss - before < 3 * (20 << 20)
+    assert first.status["megabytes"] is StageStatus.DONE and first.durations["megabytes"] >= 0
+    with pytest.raises(RuntimeError, match=r"keep more with Pipeline\(keep_results=N\)"):
+        first.results  # noqa: B018
+    two = Pipeline("two", keep_results=2).add_stages(megabytes())
+    a, b = two.start(), two.start()
+    assert len(a.results["megabytes"]) == len(b.results["megabytes"]) == 20 << 20
+    with pytest.raises(ValueError, match="keep_results"):
+        Pipeline(keep_results=0)

@@ -251,3 +251,8 @@ async def fetch(x):
 @stage
 def echo(value):
     return value
+
+
+@stage
+def keyword_echo(**values):
+    return values
