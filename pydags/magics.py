@@ -11,6 +11,8 @@ Rules of the cell magic:
 from __future__ import annotations
 
 import ast
+import graphlib
+import math
 import shlex
 import sys
 from typing import Any
@@ -61,6 +63,10 @@ class PydagsMagics(Magics):
                              "choose another name so it is not overwritten")
         if args.cores == 0 or args.cores < -1:
             raise UsageError("%%pydags: --cores must be 1 or more, or -1 for every core")
+        if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise UsageError(f"%%pydags: --timeout must be seconds > 0, not {args.timeout:g}")
+        if args.retries is not None and args.retries < 0:
+            raise UsageError(f"%%pydags: --retries must be 0 or more, not {args.retries}")
         try:
             tree = ast.parse(cell)
         except SyntaxError as exc:
@@ -219,6 +225,16 @@ def _parameters(node: ast.FunctionDef) -> list[tuple[str, bool]]:
 
 def _check_parameters(functions: list[ast.FunctionDef], known: set[str]) -> None:
     names = {f.name for f in functions}
+    takes = {f.name: [p for p, _ in _parameters(f) if p in names] for f in functions}
+    for node in functions:
+        if node.name in takes[node.name]:
+            raise UsageError(f"%%pydags: stage {node.name!r} has a parameter named like itself; "
+                             "a stage cannot take its own result: rename the parameter")
+    cycle = _cycle(takes)
+    if cycle:
+        path = " -> ".join([*cycle, cycle[0]])
+        raise UsageError(f"%%pydags: the stages' parameters form a cycle ({path}): each takes "
+                         "the result of the next; rename one of these parameters")
     for node in functions:
         for param, has_default in _parameters(node):
             if param not in names and not has_default and param not in known:
@@ -226,6 +242,15 @@ def _check_parameters(functions: list[ast.FunctionDef], known: set[str]) -> None
                     f"%%pydags: stage {node.name!r} has a parameter {param!r} that is neither "
                     f"another stage of the cell, nor has a default, nor is a variable of "
                     f"the notebook; give it a default or define {param} first")
+
+
+def _cycle(takes: dict[str, list[str]]) -> list[str]:
+    """Stages that take each other's results in a circle, or an empty list."""
+    try:
+        graphlib.TopologicalSorter(takes).prepare()
+    except graphlib.CycleError as exc:
+        return list(reversed(exc.args[1][:-1]))
+    return []
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 
 import pytest
 from workload import asks_for_input, dies_leaving_a_child, fine, keyword_echo, reconnects
@@ -208,3 +209,39 @@ def test_only_the_last_runs_keep_their_results():
     assert len(a.results["megabytes"]) == len(b.results["megabytes"]) == 20 << 20
     with pytest.raises(ValueError, match="keep_results"):
         Pipeline(keep_results=0)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_too_many_open_files_is_a_clear_error_and_leaks_no_descriptor(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, resource
+        from pydags import Pipeline
+        from workload import fine
+        Pipeline("warm", [fine()]).start(num_cores=1)  # imports done, nothing spawned
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(
+            resource.RLIMIT_NOFILE)[1]))
+        hog = []
+        try:
+            while True:
+                hog.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        for fd in hog[-3:]:  # room for one pipe, not two
+            os.close(fd)
+        before = len(os.listdir("/proc/self/fd"))
+        try:
+            Pipeline("p", [fine(), fine().named("f2")]).start(num_cores=2)
+        except OSError as exc:
+            print("error:", exc)
+        print("leaked:", len(os.listdir("/proc/self/fd")) - before)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert "error: [Errno 24] pydags could not start a worker process" in done.stdout, (
+        done.stdout + done.stderr)
+    assert "too many files open" in done.stdout and "leaked: 0" in done.stdout

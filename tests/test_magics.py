@@ -116,3 +116,16 @@ def test_a_failing_stage_shows_its_own_traceback_and_keeps_the_partial_run(shell
     assert "ValueError: bad value" in err and "scheduler" not in err
     run = shell.user_ns["bad"].last_run
     assert run.status == {"ok": StageStatus.DONE, "fails": StageStatus.FAILED}
+
+
+@pytest.mark.parametrize(("line", "cell", "words"), [
+    ("flow", "def a(b):\n    return b\n\ndef b(a):\n    return a\n", "form a cycle"),
+    ("flow", "def a(a):\n    return a\n", "parameter named like itself"),
+    ("flow --timeout -1", CELL, "--timeout must be seconds > 0"),
+    ("flow --timeout nan", CELL, "--timeout must be seconds > 0"),
+    ("flow --retries -1", CELL, "--retries must be 0 or more"),
+])
+def test_cells_that_cannot_make_a_pipeline_stop_with_a_usage_error(shell, line, cell, words):
+    with pytest.raises(UsageError, match=words):
+        shell.run_cell_magic("pydags", line, cell)
+    assert "flow" not in shell.user_ns

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -46,18 +47,23 @@ class Worker:
 def spawn() -> Worker:
     """Start a worker: a fresh interpreter in its own process group."""
     buffers.folder()  # made before the worker starts, so that it knows where it is
-    job_read, job_write = os.pipe()
-    out_read, out_write = os.pipe()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    opened: list[int] = []
     try:
+        job_read, job_write = os.pipe()
+        opened += (job_read, job_write)
+        out_read, out_write = os.pipe()
+        opened += (out_read, out_write)
         process = subprocess.Popen(
             [sys.executable, "-m", "pydags.executors.worker", str(job_read), str(out_write)],
             pass_fds=(job_read, out_write), start_new_session=True, env=env, cwd=os.getcwd(),
             stdin=subprocess.DEVNULL)
-    except BaseException:
-        for fd in (job_read, job_write, out_read, out_write):
+    except OSError as exc:
+        for fd in opened:
             os.close(fd)
-        raise
+        raise OSError(exc.errno, f"pydags could not start a worker process: {exc.strerror}"
+                      + ("; this process has too many files open (see `ulimit -n`)"
+                         if exc.errno == errno.EMFILE else "")) from exc
     os.close(job_read)
     os.close(out_write)
     return Worker(process, Connection(job_write, readable=False),
