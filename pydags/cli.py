@@ -63,20 +63,21 @@ def progress_table(run: Run) -> Table:
 def summary_table(run: Run) -> Table:
     """Every stage with its status and duration, and the run's totals."""
     table = Table(title=f"{run.pipeline_name}: {run.wall_time or 0:.2f}s")
-    for column in ("stage", "status", "seconds", "worker"):
+    cached = any(r.cache for r in run.stage_records.values())
+    for column in ("stage", "status", "seconds", "worker", *(["cache"] if cached else [])):
         table.add_column(column)
     for record in run.stage_records.values():
         look = PALETTE[record.status].rich
         took = f"{record.duration:.2f}" if record.duration is not None else "-"
-        table.add_row(record.name, f"[{look}]{record.status.value}[/]", took,
-                      record.worker or "-")
+        row = [record.name, f"[{look}]{record.status.value}[/]", took, record.worker or "-"]
+        table.add_row(*row, *([record.cache or "-"] if cached else []))
     return table
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
     pipeline = find_pipeline(args.target)
     live = Live(console=console, refresh_per_second=8, transient=True)
-    run = pipeline.prepare(num_cores=args.cores, raise_on_error=False)
+    run = pipeline.prepare(num_cores=args.cores, raise_on_error=False, cache=args.cache)
     run.subscribe(lambda _: live.update(progress_table(run)))
     with live:
         run.start(block=False).wait()
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run a pipeline with live progress")
     run.add_argument("target", help="FILE.py or FILE.py:NAME")
     run.add_argument("--cores", type=int, default=1, help="stages at once (-1: every core)")
+    run.add_argument("--cache", action="store_true",
+                     help="reuse cached results of unchanged stages, and say why others ran")
     show = commands.add_parser("show", help="save a drawing of a pipeline")
     show.add_argument("target", help="FILE.py or FILE.py:NAME")
     show.add_argument("-o", "--output", default="dag.png", help="image file (default dag.png)")

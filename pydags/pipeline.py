@@ -208,14 +208,19 @@ class Pipeline:
         self._connect_stores(plan)
         chosen = self._executor(executor, cores, plan)
         reused = self._resumed(plan) if resume else {}
+        notes: dict[str, str] = {}
         if cache:
             from pydags import cache as caching
 
+            self.store.check()
             prints = caching.fingerprints(plan)
-            reused = caching.cached_results(self.store, self.name, prints) | reused
+            found, notes = caching.cached_results(self.store, self.name, prints)
+            reused = found | reused
         scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=reused)
         run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
                   raise_on_error=raise_on_error)
+        for name, note in notes.items():
+            run.stage_records[name].cache = note
         if cache:
             run.subscribe(caching.remember_results(self.store, self.name, run, prints))
         if on_event is not None:
@@ -296,8 +301,8 @@ class Pipeline:
         """Give class stages without a store the pipeline's; check every store is reachable."""
         stores = {}
         for item in plan.stages.values():
-            if item._store is None and not isinstance(item, FunctionStage):
-                item._store = self.store
+            if not item._store_given and not isinstance(item, FunctionStage):
+                item._store = self.store  # this pipeline's, also if another one's was set
             if item._store is not None:
                 stores[id(item._store)] = item._store
         for store in stores.values():

@@ -57,6 +57,7 @@ class StageRecord:
     output: str = ""
     error: StageError | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    cache: str | None = None  # with cache=True: found, or why it runs again
 
     @property
     def duration(self) -> float | None:
@@ -163,7 +164,8 @@ class Run:
             for attempt in rec.attempts:
                 rows.append(dict(stage=rec.name, attempt=attempt.number, worker=attempt.worker,
                                  status=attempt.status.value, queued=rec.queued,
-                                 start=attempt.start, end=attempt.end, error=attempt.error))
+                                 start=attempt.start, end=attempt.end, error=attempt.error,
+                                 cache=rec.cache))
         return rows
 
     def to_dataframe(self) -> Any:

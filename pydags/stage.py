@@ -42,6 +42,7 @@ class Stage:
         self._after: dict[int, Stage] = {}  # id -> stage, in the order given
         self._name: str | None = None
         self._store: Any = None
+        self._store_given = False  # True for a store of its own, not its pipeline's
         self._pipelines: list[Any] = []  # weak references to the pipelines holding it
         return self
 
@@ -115,7 +116,7 @@ class Stage:
 
     def read(self, key: str) -> Any:
         """The artifact an earlier stage wrote under ``key``."""
-        from pydags.store import MissingKey
+        from pydags.store import MissingKey, UnreadableKey
 
         store = self._require_store()
         try:
@@ -124,6 +125,8 @@ class Stage:
             raise MissingKey(
                 f"stage {self.name!r} read key {key!r}, which {store!r} does not hold; write "
                 f"it in an earlier stage and make this one run .after() that stage") from None
+        except UnreadableKey as exc:
+            raise UnreadableKey(f"stage {self.name!r}: {exc}") from None
 
     def write(self, key: str, value: Any) -> None:
         """Keep ``value`` under ``key`` for later stages (and later runs)."""
@@ -521,7 +524,7 @@ class _StoreStage(Stage):
             raise TypeError(f"{type(self).__name__} needs {self.store_argument}="
                             f"{self.store_hint}")
         super().__init__(*args, **kwargs)
-        self._store = self._make_store(given)
+        self._store, self._store_given = self._make_store(given), True
 
     def _is_store(self, value: Any) -> bool:
         raise NotImplementedError

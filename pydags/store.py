@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,20 @@ class MissingKey(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class UnreadableKey(Exception):
+    """A stored value that cannot be loaded (truncated or corrupted)."""
+
+
+def loads(store: Store, key: str, data: bytes) -> Any:
+    """The value ``data`` holds; an ``UnreadableKey`` naming the key and the store if it
+    cannot be loaded."""
+    try:
+        return pickle.loads(data)
+    except Exception as exc:
+        raise UnreadableKey(f"key {key!r} in {store!r} cannot be read ({type(exc).__name__}: "
+                            f"{exc}): it is truncated or corrupted; write it again") from None
 
 
 class Store:
@@ -92,7 +107,7 @@ class DiskStore(Store):
             data = self._file(key).read_bytes()
         except FileNotFoundError:
             raise KeyError(key) from None
-        return pickle.loads(data)
+        return loads(self, key, data)
 
     def set(self, key: str, value: Any) -> None:
         data = dumps(key, value)
@@ -134,7 +149,7 @@ class DiskCacheStore(Store):
         data = self.cache.get(key, default=None, retry=True)
         if data is None:
             raise KeyError(key)
-        return pickle.loads(data)
+        return loads(self, key, data)
 
     def set(self, key: str, value: Any) -> None:
         self.cache.set(key, dumps(key, value), retry=True)
@@ -202,7 +217,7 @@ class RedisStore(Store):
         data = self.client.get(key)
         if data is None:
             raise KeyError(key)
-        return pickle.loads(data)
+        return loads(self, key, data)
 
     def set(self, key: str, value: Any) -> None:
         self.client.set(key, dumps(key, value))
@@ -211,7 +226,7 @@ class RedisStore(Store):
         self.client.delete(key)
 
     def keys(self, prefix: str = "") -> list[str]:
-        pattern = prefix.replace("*", r"\*") + "*"
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # the prefix, literally
         return sorted(k.decode() for k in self.client.scan_iter(match=pattern))
 
     def __repr__(self) -> str:

@@ -162,6 +162,8 @@ class PipelineWidget(widgets.VBox):
             rows.append(f"{record.duration:.3f}s{where}")
         if len(record.attempts) > 1:
             rows.append(f"{len(record.attempts)} attempts")
+        if record.cache:
+            rows.append(html.escape(record.cache))
         parts = [" · ".join(rows)]
         if record.name in self.run.results:
             parts.append(_block("result", repr(self.run.results[record.name])[:2000]))

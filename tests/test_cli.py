@@ -84,3 +84,22 @@ def test_bad_arguments_exit_2_with_one_line(script, tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 3  # argparse adds its usage line
+
+
+def test_run_with_cache_says_why_each_stage_ran_or_was_reused(script, tmp_path):
+    import os
+
+    env = dict(os.environ, PYDAGS_STORE=str(tmp_path / "store"), COLUMNS="200")
+
+    def run_it():
+        return subprocess.run([sys.executable, "-m", "pydags.cli", "run", str(script),
+                               "--cache"], capture_output=True, text=True, timeout=120,
+                              env=env)
+
+    first = run_it()
+    assert first.returncode == 0, first.stderr
+    assert "runs: no cached result yet" in first.stdout
+    script.write_text(SCRIPT.replace("2 * x", "3 * x"))
+    second = run_it()
+    assert "cached: code, arguments and upstream unchanged" in second.stdout  # load
+    assert "runs again: its code changed" in second.stdout  # double

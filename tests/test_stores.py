@@ -18,7 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from pydags import StageStatus
 from pydags.pipeline import Pipeline
-from pydags.stage import DiskCacheStage, RedisStage, Stage
+from pydags.stage import DiskCacheStage, RedisStage, Stage, stage
 from pydags.store import DiskCacheStore, DiskStore, MissingKey, RedisStore
 
 
@@ -262,3 +262,28 @@ def test_a_01_pipeline_given_redis_cache_keeps_artifacts_there(redis_url):
     assert isinstance(pipeline.store, RedisStore)
     pipeline.start(num_cores=2)
     assert pipeline.store.get("answer") == 42
+
+
+def test_redis_clear_cache_takes_a_pipeline_name_literally(redis_url):
+    @stage
+    def one():
+        return 1
+
+    store = RedisStore(redis_url)
+    Pipeline("exp[1]", store=store).add_stages(one()).start(cache=True)
+    Pipeline("exp1", store=store).add_stages(one()).start(cache=True)
+    assert Pipeline("exp[1]", store=store).clear_cache() == 1
+    again = Pipeline("exp1", store=store).add_stages(one()).start(cache=True)
+    assert again.status["one"] is StageStatus.CACHED
+
+
+def test_unreachable_redis_with_cache_is_one_clear_error_before_anything_runs():
+    @stage
+    def one():
+        return 1
+
+    ran = []
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(ConnectionError, match="cannot reach Redis"):
+        Pipeline("c", store=store).add_stages(one()).start(cache=True, on_event=ran.append)
+    assert not ran
