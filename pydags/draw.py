@@ -1,8 +1,9 @@
 """Draw a DAG left to right with matplotlib, and recolour it cheaply as statuses change.
 
 The layout is layered (Sugiyama style): a stage's column is its longest path from a
-source, long edges get invisible waypoints so they run between boxes, and the order in
-each column is improved by barycentre sweeps to reduce crossings. ``Drawing.update``
+source, and a source stands just before its first consumer (as Graphviz ``dot`` puts it);
+long edges get invisible waypoints so they run between boxes, and the order in each
+column is improved by barycentre sweeps to reduce crossings. ``Drawing.update``
 changes only colours; ``Drawing.png`` repaints only the stages whose status changed.
 """
 
@@ -47,6 +48,9 @@ def layered_layout(graph: nx.DiGraph) -> tuple[dict[object, tuple[int, int]], li
     for depth, generation in enumerate(nx.topological_generations(graph)):
         for node in generation:
             column[node] = depth
+    for node in graph:  # a source waits next to the first stage that takes it
+        if graph.in_degree(node) == 0 and graph.out_degree(node):
+            column[node] = min(column[s] for s in graph.successors(node)) - 1
     routed = nx.DiGraph()
     routed.add_nodes_from(graph)
     for u, v in graph.edges:
@@ -105,7 +109,7 @@ class Drawing:
             size = figsize or (max(width, 3.0), max(height, 1.6))
             if max_pixels:  # a huge DAG is drawn smaller rather than slower
                 dpi = min(dpi, (max_pixels / (size[0] * size[1])) ** 0.5)
-            self.figure = Figure(figsize=size, dpi=dpi)
+            self.figure = InlineFigure(figsize=size, dpi=dpi)
             ax = self.figure.add_axes((0, 0, 1, 1))
         else:
             self.figure = ax.figure
@@ -276,6 +280,17 @@ def _encode(pixels: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels, "RGBA").save(out, format="PNG", compress_level=1)
     return out.getvalue()
+
+
+class InlineFigure(Figure):
+    """A matplotlib Figure that shows itself in Jupyter, with no ``%matplotlib`` magic: as a
+    PNG at twice its size, shown at its size, so it stays sharp on high-density screens."""
+
+    def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
+        out = io.BytesIO()
+        self.savefig(out, format="png", dpi=2 * self.dpi)
+        width, height = self.get_size_inches() * self.dpi
+        return out.getvalue(), {"width": round(width), "height": round(height)}
 
 
 def figure_png(figure: Figure) -> bytes:

@@ -162,14 +162,8 @@ class Pipeline:
             drawing.update(status.status if isinstance(status, Run) else status)
         return drawing.figure
 
-    def _repr_png_(self) -> bytes:
-        from pydags.draw import Drawing, figure_png
-
-        last = self.runs[-1].status if self.runs else None
-        drawing = Drawing(self.graph)
-        if last:
-            drawing.update(last)
-        return figure_png(drawing.figure)
+    def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
+        return self.visualize(status=self.last_run)._repr_png_()
 
     def widget(self, num_cores: int = 2) -> Any:
         """A live ipywidgets view of this pipeline: DAG, progress, stage details, Run/Cancel."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from pydags.draw import InlineFigure
 from pydags.run import Attempt
 from pydags.status import PALETTE
 
@@ -66,7 +67,7 @@ def draw_timeline(run: Run, ax: Any = None) -> Figure:
     workers = sorted({a.worker for _, a in bars})
     row = {w: i for i, w in enumerate(workers)}
     if ax is None:
-        figure = Figure(figsize=(9, 1.2 + 0.55 * max(len(workers), 1)), dpi=100)
+        figure = InlineFigure(figsize=(9, 1.2 + 0.55 * max(len(workers), 1)), dpi=100)
         ax = figure.add_subplot()
     figure = ax.figure
     origin = min((a.start for _, a in bars), default=0.0)

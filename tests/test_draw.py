@@ -93,7 +93,9 @@ def test_status_only_redraw_keeps_layout_and_artists():
 
 def test_inline_png_and_saving_headless(tmp_path):
     pipeline = tutorial.build()
-    assert pipeline._repr_png_().startswith(b"\x89PNG")
+    png, size = pipeline._repr_png_()
+    figure = pipeline.visualize()
+    assert png.startswith(b"\x89PNG") and size["width"] == round(figure.get_figwidth() * 100)
     path = tmp_path / "dag.png"
     pipeline.visualize().savefig(path)
     assert path.stat().st_size > 1000
@@ -104,3 +106,15 @@ def test_the_tutorial_drawing_matches_the_reference_image(tmp_path):
     tutorial.build().visualize().savefig(actual, dpi=80)
     reference = BASELINE / "tutorial_dag.png"
     assert compare_images(str(reference), str(actual), tol=3) is None
+
+
+def test_a_source_stands_just_before_its_first_consumer():
+    chain = [node().named("a")]
+    for name in "bcd":
+        chain.append(node(chain[-1]).named(name))
+    late = node().named("late_source")
+    chain[-1].after(late)
+    drawing = Drawing(Pipeline().add_stages(chain).graph)
+    box = {name: b.get_bbox() for name, b in drawing.boxes.items()}
+    assert box["late_source"].x0 == box["c"].x0  # the column just before d's, not column 0
+    assert box["late_source"].x1 < box["d"].x0
