@@ -221,11 +221,10 @@ class Pipeline:
             run.subscribe(on_event)
         self.runs.append(run)
         for old in list(self.runs)[:-self.keep_results]:
-            if old._dropped is None:
-                old.drop_results(
-                    f"the results of this run of {self.name!r} were let go when a later run "
-                    f"started (a pipeline keeps the results of its last {self.keep_results} "
-                    f"run(s)); keep more with Pipeline(keep_results=N)")
+            old.drop_results(
+                f"the results of this run of {self.name!r} were let go when a later run "
+                f"started (a pipeline keeps the results of its last {self.keep_results} "
+                f"run(s)); keep more with Pipeline(keep_results=N)")
         return run
 
     def start(

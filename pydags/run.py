@@ -115,8 +115,9 @@ class Run:
 
     def drop_results(self, why: str) -> None:
         """Let the results go (statuses, times and outputs stay); reading them raises
-        ``RuntimeError(why)``."""
-        self._results, self._dropped = {}, why
+        ``RuntimeError(why)``. Results already let go stay so, with the first reason."""
+        if self._dropped is None:
+            self._results, self._dropped = {}, why
 
     @property
     def errors(self) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 distributed = pytest.importorskip("distributed")  # the test extra installs it
 
 from conftest import free_port  # noqa: E402
-from workload import clean, load, total, wait_for_file  # noqa: E402
+from workload import clean, fails_first, load, total, wait_for_file  # noqa: E402
 
 from pydags import StageStatus  # noqa: E402
 from pydags.examples import tutorial  # noqa: E402
@@ -74,23 +74,15 @@ def test_a_failing_stage_skips_descendants_and_independent_branches_finish(clien
 
 
 def test_retries_and_timeouts_on_the_cluster(client, tmp_path):
-    @stage(retries=2)
-    def flaky(path):
-        with open(path, "a") as f:
-            f.write("x")
-        with open(path) as f:
-            if len(f.read()) < 2:
-                raise RuntimeError("first attempt fails")
-        return "ok"
-
     @stage(timeout=0.5)
     def slow():
         time.sleep(3)
 
     events = []
-    run = Pipeline().add_stages(flaky(str(tmp_path / "n")), slow()).start(
+    flaky = fails_first(str(tmp_path / "n")).options(retries=2)
+    run = Pipeline().add_stages(flaky, slow()).start(
         executor=client, raise_on_error=False, on_event=events.append)
-    assert run.results["flaky"] == "ok"
+    assert run.results["fails_first"] == "ok"
     assert [e.attempt for e in events if e.status is StageStatus.RETRYING] == [1]
     assert run.status["slow"] is StageStatus.FAILED and "timed out" in run.errors["slow"]
 
@@ -169,25 +161,17 @@ def test_cancel_and_fail_fast_on_the_cluster(client, tmp_path):
 
 
 def test_each_attempt_on_the_cluster_has_its_own_record_and_error(client, tmp_path):
-    @stage(retries=1)
-    def flaky(path):
-        with open(path, "a") as f:
-            f.write("x")
-        with open(path) as f:
-            if len(f.read()) < 2:
-                raise RuntimeError("first attempt fails")
-        return "ok"
-
     @stage(retries=2)
     def always(rows):
         raise KeyError(f"attempt-specific {len(rows)}")
 
-    run = Pipeline().add_stages(flaky(str(tmp_path / "n")), total(always(load()))).start(
+    flaky = fails_first(str(tmp_path / "n")).options(retries=1)
+    run = Pipeline().add_stages(flaky, total(always(load()))).start(
         executor=client, raise_on_error=False)
-    rows = [r for r in run.records() if r["stage"] == "flaky"]
+    rows = [r for r in run.records() if r["stage"] == "fails_first"]
     assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "done")]
     assert all(r["start"] and r["end"] and r["start"] <= r["end"] for r in rows)
-    assert "first attempt fails" in rows[0]["error"] and rows[1]["error"] is None
+    assert "an early attempt fails" in rows[0]["error"] and rows[1]["error"] is None
     assert run.status["always"] is StageStatus.FAILED
     assert run.status["total"] is StageStatus.SKIPPED
     error = run.errors["always"]
@@ -206,17 +190,9 @@ def test_a_prepared_run_on_the_cluster_tells_start_events_and_finish(client):
 
 def test_a_retried_upstream_stage_on_the_cluster_feeds_its_dependents_its_new_result(
         client, tmp_path):
-    @stage(retries=1)
-    def source(path):
-        with open(path, "a") as f:
-            f.write("x")
-        with open(path) as f:
-            if len(f.read()) < 2:
-                raise RuntimeError("first attempt fails")
-        return [5, 4]
-
+    source = fails_first(str(tmp_path / "n"), [5, 4]).options(retries=1)
     events = []
-    run = Pipeline().add_stages(total(clean(source(str(tmp_path / "n"))))).start(
+    run = Pipeline().add_stages(total(clean(source))).start(
         executor=client, on_event=events.append)
     assert run.results["total"] == 9
     assert [e.status for e in events if e.stage == "total"][-1] is StageStatus.DONE

@@ -11,6 +11,7 @@ from conftest import assert_no_orphans
 from workload import (
     calls_sys_exit,
     downstream,
+    fails_first,
     fine,
     hard_exit,
     interrupts_itself,
@@ -58,23 +59,12 @@ def test_a_timeout_with_one_core_runs_in_a_worker():
 
 
 def test_retries_rerun_a_failing_stage_and_report_each_attempt(tmp_path):
-    marker = tmp_path / "attempts"
-
-    @stage(retries=2, retry_delay=0.05)
-    def flaky(path):
-        with open(path, "a") as f:
-            f.write("x")
-        with open(path) as f:
-            tries = len(f.read())
-        if tries < 3:
-            raise RuntimeError("not yet")
-        return "third time lucky"
-
+    flaky = fails_first(str(tmp_path / "attempts"), "third time lucky", attempts=3)
     events = []
-    result = run(flaky(str(marker)), on_event=events.append)
-    assert result.results["flaky"] == "third time lucky"
+    result = run(flaky.options(retries=2, retry_delay=0.05), on_event=events.append)
+    assert result.results["fails_first"] == "third time lucky"
     assert [e.attempt for e in events if e.status is StageStatus.RETRYING] == [1, 2]
-    assert [a.number for a in result.stage_records["flaky"].attempts] == [1, 2, 3]
+    assert [a.number for a in result.stage_records["fails_first"].attempts] == [1, 2, 3]
 
 
 def test_the_final_error_keeps_every_attempt():

@@ -256,3 +256,14 @@ def echo(value):
 @stage
 def keyword_echo(**values):
     return values
+
+
+@stage
+def fails_first(path, value="ok", attempts=2):
+    """Fail until this is attempt number ``attempts`` (counted in the file at ``path``)."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        if len(f.read()) < attempts:
+            raise RuntimeError("an early attempt fails")
+    return value
