@@ -78,7 +78,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     pipeline = find_pipeline(args.target)
     live = Live(console=console, refresh_per_second=8, transient=True)
     run = pipeline.prepare(num_cores=args.cores, raise_on_error=False, cache=args.cache)
-    run.subscribe(lambda _: live.update(progress_table(run)))
+    run.subscribe(lambda _: live.update(progress_table(run)),  # what stages print, as they do:
+                  on_output=lambda _, text: console.out(text, end="", highlight=False))
     with live:
         run.start(block=False).wait()
     console.print(summary_table(run))

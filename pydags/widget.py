@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from pydags.draw import Drawing
-from pydags.run import Event, Run
+from pydags.run import Run
 from pydags.status import PALETTE, StageStatus
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class PipelineWidget(widgets.VBox):
         with self._lock:
             self.run = run
             self._drawing.update({name: StageStatus.PENDING for name in self._drawing.graph})
-        run.subscribe(self._on_event, on_finish=self._on_finish)
+        run.subscribe(self._changed, on_finish=self._on_finish, on_output=self._changed)
         self.progress.bar_style = "info"
         self.cancel_button.disabled = False
         self.run_button.disabled = True
@@ -97,7 +97,8 @@ class PipelineWidget(widgets.VBox):
         if self._display is not None:  # the static fallback shows the final state too
             self._display.update(self)
 
-    def _on_event(self, event: Event) -> None:
+    def _changed(self, *_: Any) -> None:
+        """A status changed or a stage printed: redraw soon."""
         if self.run is None:
             return
         if self._timer is None:  # draw on a timer thread: the scheduler never waits for it

@@ -46,6 +46,7 @@ def script(tmp_path):
 def test_run_prints_a_summary_and_exits_zero(script):
     result = pydags("run", str(script), "--cores", "2")
     assert result.returncode == 0, result.stderr
+    assert "loading\n" in result.stdout  # printed by a stage in a worker
     assert "double" in result.stdout and "done" in result.stdout
     assert "parallel efficiency" in result.stdout
 
