@@ -24,11 +24,30 @@ def follow(pipeline: Pipeline, run: Run, *, show: bool | None, block: bool,
         view = PipelineWidget(pipeline, num_cores=num_cores)
         view.attach(run)
         view.show()
+        if not block:
+            _settle_in_a_later_cell(view, run)
         return view
     if block:  # a background run's prints would land anywhere
         echo, live = echo_worker_output(run)
         run.subscribe(echo, on_output=live)
     return None
+
+
+def _settle_in_a_later_cell(view: Any, run: Run) -> None:
+    """Show a background run's report again from the first cell that ends after the run:
+    a notebook executed by nbclient or papermill keeps only messages of the cell running."""
+    from IPython import get_ipython
+
+    shell, handle = get_ipython(), view._display
+    if shell is None or handle is None:
+        return
+
+    def settle(*_: Any) -> None:
+        if run.done():
+            shell.events.unregister("post_run_cell", settle)
+            handle.update(view.final_bundle(), raw=True)
+
+    shell.events.register("post_run_cell", settle)
 
 
 def in_notebook() -> bool:

@@ -183,6 +183,7 @@ class Pipeline:
         raise_on_error: bool = True,
         fail_fast: bool = False,
         resume: bool = False,
+        rerun: Iterable[str] = (),
         cache: bool = False,
         on_event: Any = None,
     ) -> Run:
@@ -201,7 +202,7 @@ class Pipeline:
         plan = self._plan()
         self._connect_stores(plan)
         chosen = self._executor(executor, cores, plan)
-        reused = self._resumed(plan) if resume else {}
+        reused = self._resumed(plan, rerun) if resume else {}
         notes: dict[str, str] = {}
         if cache:
             from pydags import cache as caching
@@ -237,6 +238,7 @@ class Pipeline:
         raise_on_error: bool = True,
         fail_fast: bool = False,
         resume: bool = False,
+        rerun: Iterable[str] = (),
         cache: bool = False,
         on_event: Any = None,
     ) -> Run:
@@ -247,13 +249,15 @@ class Pipeline:
         (``"tcp://host:8786"``) to run the stages on that cluster.
         ``show``: display the live widget (default: in a notebook). ``fail_fast``: cancel the
         rest at the first failure. ``resume``: keep the stages that succeeded in the last run
-        and rerun only the others. ``cache``: reuse results stored by earlier runs for the
-        stages whose code and inputs did not change, and store the new ones.
+        and rerun only the others (and the ``rerun`` stages, with everything below them).
+        ``cache``: reuse results stored by earlier runs for the stages whose code and inputs
+        did not change, and store the new ones.
         ``on_event``: a function called with every status change.
         Raises ``PipelineError`` when a stage failed, unless ``raise_on_error=False``.
         """
         run = self.prepare(num_cores, executor=executor, raise_on_error=raise_on_error,
-                           fail_fast=fail_fast, resume=resume, cache=cache, on_event=on_event)
+                           fail_fast=fail_fast, resume=resume, rerun=rerun, cache=cache,
+                           on_event=on_event)
         from pydags.display import follow
 
         follow(self, run, show=show, block=block, num_cores=num_cores)
@@ -326,14 +330,20 @@ class Pipeline:
 
         return ProcessExecutor(min(cores, len(plan.stages)))
 
-    def _resumed(self, plan: Plan) -> dict[str, Any]:
-        """The results of the stages that succeeded in the last run."""
+    def _resumed(self, plan: Plan, rerun: Iterable[str] = ()) -> dict[str, Any]:
+        """The results of the stages that succeeded in the last run, but the ``rerun``
+        stages and those below them."""
         last = self.last_run
         if last is None:
             raise ValueError(f"resume=True: pipeline {self.name!r} has no earlier run "
                              "in this session; start it once first")
+        again: set[str] = set()
+        for name in [rerun] if isinstance(rerun, str) else rerun:
+            if name not in plan.stages:
+                raise ValueError(f"rerun: pipeline {self.name!r} has no stage {name!r}")
+            again |= {name} | nx.descendants(self.graph, name)
         return {n: last.results[n] for n, s in last.status.items()
-                if s.succeeded and n in plan.stages and n in last.results}
+                if s.succeeded and n in plan.stages and n in last.results and n not in again}
 
     def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
         """Per stage: seconds in ``before`` and ``after`` and the change, slowest change first."""

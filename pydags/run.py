@@ -177,6 +177,16 @@ class Run:
             raise ImportError("run.to_dataframe() needs pandas: pip install pandas") from None
         return pandas.DataFrame(self.records())
 
+    def _repr_html_(self) -> str:
+        import networkx as nx
+
+        from pydags.report import run_html
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.stage_records)
+        graph.add_edges_from((d, n) for n, deps in self.dependencies.items() for d in deps)
+        return run_html(graph, self)
+
     def timeline(self, ax: Any = None) -> Figure:
         """A Gantt chart of the run: one row per worker, one bar per stage attempt."""
         from pydags.timeline import draw_timeline

@@ -1,81 +1,84 @@
-"""The live notebook view of a pipeline, built from stock ipywidgets.
+"""The live notebook view of a pipeline, on anywidget.
 
-The DAG is a PNG in an ``ipywidgets.Image`` (it renders wherever widgets do, and in
-exported HTML), recoloured from the scheduler's events — never by polling. Redraws are
-throttled and coalesced, with a final one when the run ends. Frontends without widget
-support get the same picture as a static PNG plus a text summary.
+matplotlib draws the DAG once, as SVG; from then on the kernel pushes only plain state —
+each stage's status, times, worker, output so far, result preview and traceback, the
+timeline's bars and the run's clock — and the front end (``widget.js``) recolours the
+stages, ticks the clock and answers clicks by itself. That is why the view stays live
+while a blocking run keeps the kernel busy: the kernel can send while it cannot listen.
+Pushes are batched on a thread of their own, so the scheduler never waits for the view.
+
+When a run started with the view shown ends, the view's output becomes the run's static
+report (``pydags.report``): a saved or exported notebook shows the final DAG with no
+kernel and no widget state, and the widget's models are closed.
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import contextlib
 import threading
 import time
 from contextvars import copy_context
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as widgets
+import anywidget
+import traitlets
 
 from pydags.draw import Drawing
-from pydags.run import Run
+from pydags.report import preview, run_html
+from pydags.run import Event, Run
 from pydags.status import PALETTE, StageStatus
 
 if TYPE_CHECKING:
     from pydags.pipeline import Pipeline
 
-REDRAW_SECONDS = 0.15  # at most one redraw this often while a run goes on
-DRAW_SHARE = 0.1  # and drawing takes at most this share of the time, so the run keeps pace
-MAX_PIXELS = 1e6  # the live picture's size limit; larger DAGs are drawn at a lower dpi
+PUSH_SECONDS = 0.2  # at most one push of new state this often while a run goes on
+OUTPUT_SHOWN = 5000  # characters of a stage's output the view holds
 
 
-class PipelineWidget(widgets.VBox):
-    """DAG picture, progress, a stage inspector and Run / Cancel buttons for one pipeline."""
+class PipelineWidget(anywidget.AnyWidget):
+    """The DAG, progress, a stage inspector, a timeline and Run / Cancel for one pipeline."""
+
+    _esm = Path(__file__).with_name("widget.js")
+    _css = Path(__file__).with_name("widget.css")
+    title = traitlets.Unicode("").tag(sync=True)
+    svg = traitlets.Unicode("").tag(sync=True)
+    looks = traitlets.Dict().tag(sync=True)
+    stages = traitlets.Dict().tag(sync=True)
+    bars = traitlets.List().tag(sync=True)
+    clock = traitlets.Dict().tag(sync=True)
+    state = traitlets.Unicode("idle").tag(sync=True)
+    actions = traitlets.Bool(True).tag(sync=True)
 
     def __init__(self, pipeline: Pipeline, num_cores: int = 2):
+        super().__init__()
         self.pipeline = pipeline
         self.num_cores = num_cores
         self.run: Run | None = None
-        self.redraws = 0
-        self._drawing = Drawing(pipeline.graph, dpi=80, max_pixels=MAX_PIXELS, legend="all")
+        self.pushes = 0
+        self._dirty: set[str] = set()
         self._lock = threading.Lock()
-        self._last_draw = 0.0
-        self._timer: threading.Timer | None = None
+        self._wake = threading.Event()
         self._display: Any = None
-        self._interval = REDRAW_SECONDS
-        self.image = widgets.Image(value=self._drawing.png(), format="png",
-                                   layout=widgets.Layout(max_width="100%"))
-        self.timeline_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        self.tabs = widgets.Tab(children=[self.image, self.timeline_image],
-                                titles=("DAG", "Timeline"))
-        self.tabs.observe(lambda _: self._draw_timeline(), names="selected_index")
-        self.progress = widgets.IntProgress(value=0, min=0, max=len(pipeline),
-                                            description="0%", bar_style="info")
-        self.counts = widgets.HTML()
-        self.stage_picker = widgets.Dropdown(options=[s.name for s in pipeline.stages],
-                                             description="stage")
-        self.details = widgets.HTML()
-        self.run_button = widgets.Button(description="Run", icon="play")
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
-                                            button_style="danger")
-        self.run_button.on_click(lambda _: self.start())
-        self.cancel_button.on_click(lambda _: self.cancel())
-        self.stage_picker.observe(lambda _: self._show_stage(), names="value")
-        buttons = widgets.HBox([self.run_button, self.cancel_button, self.progress, self.counts])
-        super().__init__([buttons, self.tabs, widgets.HBox([self.stage_picker]), self.details])
-        self._refresh_text()
+        self.title = pipeline.name
+        self.svg = Drawing(pipeline.graph, legend="all").svg()
+        self.looks = {s.value: {"fill": PALETTE[s].fill, "edge": PALETTE[s].edge,
+                                "dash": PALETTE[s].linestyle} for s in StageStatus}
+        self.stages = {name: {"status": "pending"} for name in pipeline.graph}
+        self.on_msg(self._on_action)
 
     # --- driving runs ---------------------------------------------------------
     def attach(self, run: Run) -> None:
-        """Follow ``run``: reset the view, then redraw from its events."""
+        """Follow ``run`` from now on (its state so far is shown at once)."""
         with self._lock:
             self.run = run
-            self._drawing.update({name: StageStatus.PENDING for name in self._drawing.graph})
-        run.subscribe(self._changed, on_finish=self._on_finish, on_output=self._changed)
-        self.progress.bar_style = "info"
-        self.cancel_button.disabled = False
-        self.run_button.disabled = True
-        self._redraw()
+            self._dirty = set(run.stage_records)
+        run.subscribe(self._changed, on_output=self._printed, on_finish=self._finished)
+        self.state = "finished" if run.done() else "running"
+        self._push()
+        if not run.done():
+            threading.Thread(target=copy_context().run, args=(self._keep_pushing, run),
+                             name="pydags-view", daemon=True).start()
 
     def start(self, **options: Any) -> Run:
         """Start a non-blocking run of the pipeline shown here."""
@@ -89,100 +92,98 @@ class PipelineWidget(widgets.VBox):
         if self.run is not None:
             self.run.cancel()
 
-    # --- events -------------------------------------------------------------
-    def _on_finish(self, run: Run) -> None:
+    def _on_action(self, _: Any, message: dict, __: Any) -> None:
+        # Browser messages arrive only while the kernel is free: never during a blocking run.
+        action = message.get("action")
+        if action == "cancel":
+            self.cancel()
+        elif self.run is None or self.run.done():
+            if action == "run":
+                self.start()
+            elif action == "retry":
+                self.start(resume=True)
+            elif action == "rerun":
+                self.start(resume=True, rerun=[message["stage"]])
+
+    # --- news from the run ------------------------------------------------------
+    def _changed(self, event: Event) -> None:
+        self._dirty.add(event.stage)
+        if event.status.finished or event.status is StageStatus.RUNNING:
+            self._wake.set()
+
+    def _printed(self, stage: str, _: str) -> None:
+        self._dirty.add(stage)
+
+    def _finished(self, run: Run) -> None:
         if run is not self.run:
             return
-        self._redraw()
-        if self._display is not None:  # the static fallback shows the final state too
-            self._display.update(self)
+        self._dirty |= set(run.stage_records)
+        self.state = "finished"
+        self._push()
+        if self._display is not None:
+            self._display.update(self.final_bundle(), raw=True)
+            self._display = None
+            self.close()  # the static report took its place: its models can go
 
-    def _changed(self, *_: Any) -> None:
-        """A status changed or a stage printed: redraw soon."""
-        if self.run is None:
-            return
-        if self._timer is None:  # draw on a timer thread: the scheduler never waits for it
-            wait = max(0.0, self._last_draw + self._interval - time.time())
-            self._timer = threading.Timer(wait, copy_context().run, args=(self._redraw,))
-            self._timer.daemon = True
-            self._timer.start()
+    def _keep_pushing(self, run: Run) -> None:
+        while not run.done():
+            self._wake.wait(PUSH_SECONDS)
+            self._wake.clear()
+            if run is not self.run:
+                return
+            self._push()
+            time.sleep(PUSH_SECONDS / 2)  # a burst of events is sent as one push
 
-    def _redraw(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._last_draw = start = time.time()  # events during this draw wait for the next
-            if self.run is not None:
-                self._drawing.update(self.run.status)
-            self.image.value = self._drawing.png()
-            self.redraws += 1
-            self._refresh_text()
-            if self.tabs.selected_index == 1:
-                self._draw_timeline()
-            self._interval = max(REDRAW_SECONDS, (time.time() - start) / DRAW_SHARE)
-
-    def _draw_timeline(self) -> None:
-        """Redraw the run's timeline (only while its tab is shown: it is a full render)."""
-        if self.run is None or self.tabs.selected_index != 1:
-            return
-        from pydags.draw import figure_png
-
-        self.timeline_image.value = figure_png(self.run.timeline())
-
-    def _refresh_text(self) -> None:
+    def _push(self) -> None:
         run = self.run
-        total = len(self.pipeline)
         if run is None:
-            self.counts.value = f"{total} stages, not run yet"
-            self.details.value = ""
             return
-        counts = run.counts()
-        finished = sum(n for s, n in counts.items() if s.finished)
-        self.progress.value = finished
-        self.progress.description = f"{round(100 * finished / max(total, 1))}%"
-        if run.done() or finished == total:
-            failed = counts[StageStatus.FAILED] or counts[StageStatus.CANCELLED]
-            self.progress.bar_style = "danger" if failed else "success"
-            self.cancel_button.disabled = True
-            self.run_button.disabled = False
-        chips = " ".join(
-            f'<span style="background:{PALETTE[s].fill};padding:1px 5px;border-radius:3px">'
-            f"{n} {s.value}</span>" for s, n in counts.items() if n)
-        elapsed = run.wall_time or 0.0
-        self.counts.value = f"{chips} &nbsp; {elapsed:.1f}s"
-        self._show_stage()
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            changed = {name: self._stage(run, name) for name in dirty
+                       if name in run.stage_records}
+            with self.hold_sync():
+                self.stages = {**self.stages, **changed}
+                self.bars = [[r["stage"], r["worker"], r["start"], r["end"], r["status"],
+                              r["attempt"]] for r in run.records()]
+                self.clock = {"started": run.started, "ended": run.ended, "now": time.time()}
+            self.pushes += 1
 
-    def _show_stage(self) -> None:
-        if self.run is None or self.stage_picker.value is None:
-            return
-        record = self.run.stage_records[self.stage_picker.value]
-        rows = [f"<b>{html.escape(record.name)}</b>: {record.status.value}"]
-        if record.duration is not None:
-            where = f" on {html.escape(record.worker)}" if record.worker else ""
-            rows.append(f"{record.duration:.3f}s{where}")
-        if len(record.attempts) > 1:
-            rows.append(f"{len(record.attempts)} attempts")
-        if record.cache:
-            rows.append(html.escape(record.cache))
-        parts = [" · ".join(rows)]
-        if record.name in self.run.results:
-            parts.append(_block("result", repr(self.run.results[record.name])[:2000]))
-        if record.output:
-            parts.append(_block("output", record.output[-5000:]))
+    def _stage(self, run: Run, name: str) -> dict[str, Any]:
+        record = run.stage_records[name]
+        state: dict[str, Any] = {"status": record.status.value, "start": record.start,
+                                 "end": record.end, "worker": record.worker,
+                                 "attempts": len(record.attempts), "cache": record.cache,
+                                 "output": record.output[-OUTPUT_SHOWN:]}
         if record.error is not None:
-            parts.append(_block("error", str(record.error)))
-        self.details.value = "".join(parts)
+            state["error"] = str(record.error)
+        if record.status.succeeded:
+            with contextlib.suppress(RuntimeError):  # a later run let its results go
+                state["result"] = preview(run.results.get(name))
+        return state
 
-    # --- static fallback -------------------------------------------------------
+    def close(self) -> None:
+        """Close the view's models (its layout's too), in the kernel and the browser."""
+        layout = self.layout
+        super().close()
+        layout.close()
+
+    # --- showing ----------------------------------------------------------------
     def show(self) -> None:
-        """Display the widget in the notebook; its static fallback follows the run's end."""
+        """Display the view; when its run ends, the output becomes the run's static report."""
         from IPython.display import display
 
         self._display = display(self, display_id=True)
 
+    def final_bundle(self) -> dict[str, Any]:
+        """The static form of what the view shows: the report, and a line of text."""
+        if self.run is None:
+            return {"text/plain": self.summary()}
+        return {"text/html": run_html(self.pipeline.graph, self.run),
+                "text/plain": self.summary()}
+
     def summary(self) -> str:
-        """One line per status count, for frontends that cannot show widgets."""
+        """One line: the pipeline and how many stages are in each status."""
         if self.run is None:
             return f"Pipeline {self.pipeline.name!r}: {len(self.pipeline)} stages, not run yet"
         counts = ", ".join(f"{n} {s.value}" for s, n in self.run.counts().items() if n)
@@ -190,11 +191,6 @@ class PipelineWidget(widgets.VBox):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
-        bundle["text/plain"] = self.summary()
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = self.summary()
         return bundle
-
-
-def _block(title: str, text: str) -> str:
-    return (f"<div><b>{title}</b><pre style='max-height:16em;overflow:auto;margin:2px 0'>"
-            f"{html.escape(text)}</pre></div>")

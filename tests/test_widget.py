@@ -1,28 +1,22 @@
-"""The live widget, driven by real runs and read back from its ipywidgets models."""
+"""The live view's state as the kernel pushes it, driven by real runs (no browser here)."""
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
-import time
 
-import numpy as np
+import ipywidgets
 import pytest
 from conftest import assert_no_orphans
-from PIL import Image
 from workload import sleepy
 
 from pydags import StageStatus
 from pydags.examples import tutorial
 from pydags.pipeline import Pipeline
 from pydags.stage import stage
-from pydags.status import PALETTE
 
 
 @stage
 def ok():
-    time.sleep(0.3)
     return 1
 
 
@@ -37,53 +31,51 @@ def after(x):
     return x
 
 
-def colours_in(png: bytes, least: int = 40) -> set[str]:
-    """Colours filling at least ``least`` pixels above the legend (no anti-aliasing strays)."""
-    image = np.asarray(Image.open(io.BytesIO(bytes(png))).convert("RGB"))
-    pixels = image[:-40].reshape(-1, 3)
-    colours, counts = np.unique(pixels, axis=0, return_counts=True)
-    return {"#{:02x}{:02x}{:02x}".format(*c) for c, n in zip(colours, counts, strict=True)
-            if n >= least}
+@pytest.fixture(autouse=True)
+def _no_leftovers(no_orphans):
+    yield
 
 
-def test_images_change_as_the_run_goes_and_end_in_status_colours():
+def statuses(view) -> dict[str, str]:
+    return {name: state["status"] for name, state in view.stages.items()}
+
+
+def test_the_view_holds_each_stages_state_and_the_svg_names_every_stage():
     pipeline = Pipeline("w").add_stages(after(broken(ok())), ok().named("other"))
-    widget = pipeline.widget()
-    images = []
-    widget.image.observe(lambda change: images.append(bytes(change["new"])), names="value")
-    run = pipeline.start(num_cores=2, show=False, block=False, raise_on_error=False)
-    widget.attach(run)
-    run.wait()
-    assert len(set(images)) >= 2
-    final = colours_in(widget.image.value)
-    for status in (StageStatus.DONE, StageStatus.FAILED, StageStatus.SKIPPED):
-        assert PALETTE[status].fill in final, status
-    assert PALETTE[StageStatus.PENDING].fill not in final
-    assert widget.progress.value == 4 == widget.progress.max
-    assert "1 failed" in widget.counts.value and "2 done" in widget.counts.value
-    widget.stage_picker.value = "broken"
-    assert "broken on purpose" in widget.details.value
-    assert "about to fail" in widget.details.value
-    assert widget.cancel_button.disabled and not widget.run_button.disabled
+    view = pipeline.widget()
+    for name in pipeline.graph:
+        assert f'id="pydags-stage:{name}"' in view.svg
+    seen = []
+    view.observe(lambda change: seen.append(statuses(view)), names="stages")
+    run = pipeline.prepare(num_cores=2, raise_on_error=False)
+    view.attach(run)
+    run.start()
+    assert statuses(view) == {"ok": "done", "broken": "failed", "after": "skipped",
+                              "other": "done"}
+    assert len({tuple(sorted(s.items())) for s in seen}) >= 2  # it changed along the way
+    assert "broken on purpose" in view.stages["broken"]["error"]
+    assert view.stages["broken"]["output"] == "about to fail\n"
+    assert "<pre>1</pre>" in view.stages["ok"]["result"]
+    assert view.state == "finished" and view.clock["ended"] >= view.clock["started"]
+    assert {bar[0] for bar in view.bars} == {"ok", "broken", "other"}
 
 
-def test_cancel_button_stops_a_non_blocking_run_and_leaves_no_process():
+def test_cancel_from_the_view_stops_a_non_blocking_run():
     pipeline = Pipeline("sleepy").add_stages([sleepy(300).named(f"nap{i}") for i in range(5)])
-    widget = pipeline.widget(num_cores=2)
-    widget.run_button.click()
+    view = pipeline.widget(num_cores=2)
+    view._on_action(view, {"action": "run"}, [])
     running = threading.Event()
-    widget.run.subscribe(lambda e: e.status is StageStatus.RUNNING and running.set())
-    if StageStatus.RUNNING in widget.run.status.values():
+    view.run.subscribe(lambda e: e.status is StageStatus.RUNNING and running.set())
+    if StageStatus.RUNNING in view.run.status.values():
         running.set()
     assert running.wait(120), "no stage started"
-    widget.cancel_button.click()
-    widget.run.wait(timeout=60)  # the last redraw happens before the run counts as ended
-    assert set(widget.run.status.values()) == {StageStatus.CANCELLED}
+    view._on_action(view, {"action": "cancel"}, [])
+    view.run.wait(timeout=60)  # the view's last push happens before the run counts as ended
+    assert set(statuses(view).values()) == {"cancelled"}
     assert_no_orphans()
-    assert PALETTE[StageStatus.CANCELLED].fill in colours_in(widget.image.value)
 
 
-def test_redraws_are_throttled_and_the_last_one_is_final():
+def test_pushes_are_batched_not_one_per_event():
     @stage
     def tiny(*xs):
         return 1
@@ -93,54 +85,72 @@ def test_redraws_are_throttled_and_the_last_one_is_final():
         stages.append(tiny(*stages[-2:]).named(f"t{i}"))
     pipeline = Pipeline("many").add_stages(stages)
     events = []
-    widget = pipeline.widget()
+    view = pipeline.widget()
     run = pipeline.prepare(num_cores=1, on_event=events.append)
-    widget.attach(run)
+    view.attach(run)
     run.start()
-    assert widget.redraws < len(events) / 10
-    assert widget._drawing.status == run.status
-    assert widget.progress.value == 500
+    assert view.pushes < len(events) / 10
+    assert set(statuses(view).values()) == {"done"}
 
 
-def test_static_fallback_has_a_png_and_a_text_summary():
-    pipeline = tutorial.build()
-    widget = pipeline.widget()
-    bundle = widget._repr_mimebundle_()
-    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
-    assert bundle["text/plain"] == "Pipeline 'tutorial': 6 stages, not run yet"
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+def test_rerun_and_retry_from_the_inspector(tmp_path):
+    flag = tmp_path / "fixed"
 
-
-def test_rerunning_resets_the_widget_and_two_widgets_do_not_interfere():
-    pipeline = Pipeline("again").add_stages(after(ok()))
-    first, second = pipeline.widget(), Pipeline("x").add_stages(ok()).widget()
-    run = pipeline.prepare()
-    first.attach(run)
-    run.start(block=False).wait()
-    assert first.progress.value == 2 and second.progress.value == 0
-    run2 = pipeline.prepare()
-    first.attach(run2)
-    run2.start(block=False).wait()
-    assert first.run is run2 and first.progress.value == 2
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(no_orphans):
-    yield
-
-
-def test_the_timeline_tab_grows_while_the_run_goes_on():
     @stage
-    def slow(i):
-        time.sleep(0.4)
+    def needs_fix(x, path):
+        if not path.exists():
+            raise RuntimeError("not fixed yet")
+        return x + 1
 
-    pipeline = Pipeline("tl").add_stages([slow(i).named(f"slow{i}") for i in range(4)])
-    widget = pipeline.widget()
-    widget.tabs.selected_index = 1
-    pictures = []
-    widget.timeline_image.observe(lambda c: pictures.append(bytes(c["new"])), names="value")
+    pipeline = Pipeline("again").add_stages(needs_fix(ok(), flag).named("fix"),
+                                            after(ok().named("base")).named("below"))
+    view = pipeline.widget()
+    first = pipeline.start(raise_on_error=False, show=False)
+    view.attach(first)
+    flag.write_text("yes")
+    view._on_action(view, {"action": "retry"}, [])
+    retried = view.run.wait(timeout=60)
+    assert retried.status["fix"] is StageStatus.DONE and retried.status["ok"] is StageStatus.CACHED
+    view._on_action(view, {"action": "rerun", "stage": "base"}, [])
+    rerun = view.run.wait(timeout=60)
+    assert rerun.status["base"] is StageStatus.DONE and rerun.status["below"] is StageStatus.DONE
+    assert rerun.status["fix"] is StageStatus.CACHED
+
+
+def test_the_static_form_shows_the_final_dag_and_a_row_per_stage():
+    pipeline = tutorial.build()
+    view = pipeline.widget()
+    assert view.final_bundle() == {"text/plain": "Pipeline 'tutorial': 6 stages, not run yet"}
     run = pipeline.prepare(num_cores=2)
-    widget.attach(run)
-    run.start(block=False).wait()
-    assert len(set(pictures)) >= 3  # drawn at the start, while running and at the end
-    assert bytes(widget.timeline_image.value).startswith(b"\x89PNG")
+    view.attach(run)
+    run.start()
+    bundle = view.final_bundle()
+    page = bundle["text/html"]
+    assert page.count("data:image/svg+xml;base64,") == 1 and page.count("<tr id=") == 6
+    assert "6/6 done" in page and "<details><summary>output</summary>" in page
+    assert bundle["text/plain"] == "Pipeline 'tutorial': 6 stages: 6 done"
+
+
+def test_repeated_runs_leave_no_more_live_widgets_than_one(monkeypatch):
+    import pydags.display
+
+    monkeypatch.setattr(pydags.display, "in_notebook", lambda: True)
+    shown = []
+    monkeypatch.setattr("IPython.display.display",
+                        lambda *a, **k: shown.append(a) or _FakeHandle())
+    pipeline = tutorial.build()
+
+    def live_widgets() -> int:
+        return len(ipywidgets.widgets.widget._instances)
+
+    pipeline.start(num_cores=2)
+    after_one = live_widgets()
+    for _ in range(4):
+        pipeline.start(num_cores=2)
+    assert live_widgets() <= after_one
+    assert len(shown) == 5
+
+
+class _FakeHandle:
+    def update(self, bundle, raw=False):
+        assert "text/html" in bundle

@@ -1,0 +1,107 @@
+"""A run's final state as static HTML: the coloured DAG and a table of its stages.
+
+It is what a notebook keeps once the live view has gone: it needs no kernel, no widget
+and no network, so it shows in a saved notebook, an HTML export and static viewers alike.
+Each stage's output, result and traceback open with a click (``<details>``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import TYPE_CHECKING, Any
+
+from pydags.draw import Drawing
+from pydags.status import PALETTE, StageStatus
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from pydags.run import Run, StageRecord
+
+OUTPUT_SHOWN = 20_000  # characters of a stage's output kept in the page
+
+
+def run_html(graph: nx.DiGraph, run: Run) -> str:
+    """The run's DAG in its final colours, its totals, and one row per stage."""
+    drawing = Drawing(graph, legend="present")
+    drawing.update(run.status)
+    rows = "".join(_row(record, run) for record in run.stage_records.values())
+    return (f'<div class="pydags-report" style="font-family:sans-serif;font-size:13px">'
+            f"<div><b>{html.escape(run.pipeline_name)}</b> · {html.escape(summary(run))}</div>"
+            f'<div style="overflow:auto;max-height:80vh">{_image(drawing.svg(), run)}</div>'
+            f'<table style="border-collapse:collapse">'
+            f"<tr><th align=left>stage</th><th align=left>status</th><th align=right>"
+            f"time</th><th align=left>worker</th><th align=left>details</th></tr>"
+            f"{rows}</table></div>")
+
+
+def summary(run: Run) -> str:
+    """``4/6 done · 1 failed · 1 skipped · 3.21s``: counts only for statuses present."""
+    counts = run.counts()
+    done = counts[StageStatus.DONE] + counts[StageStatus.CACHED]
+    parts = [f"{done}/{len(run.stage_records)} done"]
+    parts += [f"{n} {s.value}" for s, n in counts.items()
+              if n and s not in (StageStatus.DONE, StageStatus.CACHED)]
+    if counts[StageStatus.CACHED]:
+        parts.append(f"{counts[StageStatus.CACHED]} cached")
+    parts.append(f"{(run.wall_time or 0.0):.2f}s")
+    return " · ".join(parts)
+
+
+def preview(value: Any) -> str:
+    """A short HTML view of a result: a DataFrame's first rows, an array's shape and dtype
+    and first items, else its repr cut short; nothing for None."""
+    if value is None:
+        return ""
+    if type(value).__name__ == "DataFrame" and hasattr(value, "to_html"):
+        return value.head(5).to_html(max_cols=8)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        flat = getattr(value, "flat", None)
+        first = [repr(v) for _, v in zip(range(6), flat, strict=False)] if flat is not None else []
+        return (f"<pre>{type(value).__name__} shape {html.escape(str(value.shape))} dtype "
+                f"{html.escape(str(value.dtype))}: {html.escape(', '.join(first))} …</pre>")
+    text = repr(value)
+    return f"<pre>{html.escape(text[:1000] + ('…' if len(text) > 1000 else ''))}</pre>"
+
+
+def _row(record: StageRecord, run: Run) -> str:
+    look = PALETTE[record.status]
+    chip = (f'<span style="background:{look.fill};border:1px solid {look.edge};'
+            f'padding:0 4px;border-radius:3px;color:#111">{record.status.value}</span>')
+    took = f"{record.duration:.2f}s" if record.duration is not None else ""
+    details = []
+    if record.cache:
+        details.append(html.escape(record.cache))
+    if len(record.attempts) > 1:
+        details.append(f"{len(record.attempts)} attempts")
+    parts = []
+    if record.error is not None:
+        parts.append(_details("traceback", f"<pre>{html.escape(str(record.error))}</pre>",
+                              open_=True))
+    if record.output:
+        parts.append(_details("output", f"<pre>{html.escape(record.output[-OUTPUT_SHOWN:])}"
+                                        "</pre>"))
+    try:
+        result = run.results.get(record.name)
+    except RuntimeError:  # a run whose results were let go
+        result = None
+    if result is not None:
+        parts.append(_details("result", preview(result)))
+    return (f'<tr id="pydags-{html.escape(record.name)}" style="border-top:1px solid #8884">'
+            f"<td>{html.escape(record.name)}</td><td>{chip}</td><td align=right>{took}</td>"
+            f"<td>{html.escape(record.worker or '')}</td>"
+            f"<td>{' · '.join(details)}{''.join(parts)}</td></tr>")
+
+
+def _details(title: str, body: str, open_: bool = False) -> str:
+    return (f"<details{' open' if open_ else ''}><summary>{title}</summary>"
+            f'<div style="max-height:20em;overflow:auto">{body}</div></details>')
+
+
+def _image(svg: str, run: Run) -> str:
+    """The SVG as an image: notebook front ends keep it when they sanitize the HTML of an
+    untrusted notebook (they strip inline SVG), and it needs no network."""
+    data = base64.b64encode(svg.encode()).decode("ascii")
+    return (f'<img alt="DAG of {html.escape(run.pipeline_name)}: {html.escape(summary(run))}" '
+            f'src="data:image/svg+xml;base64,{data}" style="max-width:none">')
