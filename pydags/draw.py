@@ -1,10 +1,11 @@
-"""Draw a DAG left to right with matplotlib, and recolour it cheaply as statuses change.
+"""Draw a DAG left to right with matplotlib: a Figure, or SVG whose stages a front end
+can find and recolour.
 
 The layout is layered (Sugiyama style): a stage's column is its longest path from a
 source, and a source stands just before its first consumer (as Graphviz ``dot`` puts it);
 long edges get invisible waypoints so they run between boxes, and the order in each
-column is improved by barycentre sweeps to reduce crossings. ``Drawing.update``
-changes only colours; ``Drawing.png`` repaints only the stages whose status changed.
+column is improved by barycentre sweeps to reduce crossings. ``Drawing.update`` changes
+only colours (and the legend).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import itertools
 from collections.abc import Mapping
 
 import networkx as nx
-import numpy as np
 from matplotlib import rc_context
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Patch
@@ -84,8 +83,7 @@ class Drawing:
     """One pipeline drawn once; ``update`` recolours, ``png`` repaints what changed."""
 
     def __init__(self, graph: nx.DiGraph, ax=None, *, layout: str = "layered",
-                 figsize: tuple[float, float] | None = None, dpi: float = 100,
-                 max_pixels: float | None = None, legend: str = "present"):
+                 figsize: tuple[float, float] | None = None, legend: str = "present"):
         if layout != "layered":
             raise ValueError(f"layout must be 'layered', not {layout!r}")
         self.graph = graph
@@ -108,9 +106,7 @@ class Drawing:
         height = 2 * MARGIN + tallest * row - GAP_Y + band
         if ax is None:
             size = figsize or (max(width, 3.0), max(height, 1.6))
-            if max_pixels:  # a huge DAG is drawn smaller rather than slower
-                dpi = min(dpi, (max_pixels / (size[0] * size[1])) ** 0.5)
-            self.figure = InlineFigure(figsize=size, dpi=dpi)
+            self.figure = InlineFigure(figsize=size, dpi=100)
             ax = self.figure.add_axes((0, 0, 1, 1))
         else:
             self.figure = ax.figure
@@ -134,17 +130,6 @@ class Drawing:
                                        family="DejaVu Sans")
         self.status: dict[object, StageStatus] = {}
         self._legend = None
-        self._base: np.ndarray | None = None  # the picture without stages (float RGB)
-        self._png: bytes | None = None  # the last picture encoded
-        self._pixels: dict = {}  # each box's area (rows, columns), padded for its border
-        self._dirty: set = set()
-        self._stamp_node = next(iter(graph), None)
-        if self._stamp_node is not None:  # an invisible twin of one box, to draw sprites
-            twin = self.boxes[self._stamp_node]
-            self._stamp = FancyBboxPatch((twin.get_x(), twin.get_y()), BOX_WIDTH,
-                                         self.box_height, boxstyle=twin.get_boxstyle(),
-                                         linewidth=1.4, visible=False)
-            ax.add_patch(self._stamp)
         self.update({})
 
     def _draw_edges(self, grid: dict, centre: dict) -> None:
@@ -173,7 +158,6 @@ class Drawing:
                 continue
             _apply(self.boxes[node], new)
             self.status[node] = new
-            self._dirty.add(node)
         present = set(self.status.values())
         shown = [s for s in StageStatus if self.legend == "all" or s in present]
         if self._legend is None or self._legend_statuses != shown:
@@ -187,31 +171,6 @@ class Drawing:
                                           frameon=False, fontsize=FONT_SIZE,
                                           bbox_to_anchor=(0, 0), handlelength=1.6)
             self._legend_statuses = shown
-            self._base = None  # the legend changed: next png() renders the layers again
-
-    def png(self) -> bytes:
-        """The drawing as PNG bytes, repainting only the stages that changed since last time.
-
-        The first call renders three layers once: everything but the stages (``base``),
-        the labels alone on a transparent canvas, and — on first use of each status — one
-        box in that status. A changed stage is then a small numpy composite of its box
-        area: base, box, label. Nothing is re-rendered by matplotlib.
-        """
-        if self._base is None:
-            self._render_layers()
-        elif not self._dirty and self._png is not None:
-            return self._png
-        for node in self._dirty:
-            rows, cols = self._pixels[node]
-            area = self._base[rows, cols]
-            box_paint, box_keep = self._sprite(self.status[node])
-            h, w = area.shape[:2]  # smaller than the sprite where the canvas clips it
-            area = area * box_keep[:h, :w] + box_paint[:h, :w]
-            area = area * self._labels_keep[rows, cols] + self._labels_paint[rows, cols]
-            self._frame[rows, cols, :3] = area
-        self._dirty = set()
-        self._png = _encode(self._frame)
-        return self._png
 
     def svg(self) -> str:
         """The drawing as SVG text: labels stay text (crisp at any zoom, themeable), each
@@ -229,52 +188,6 @@ class Drawing:
                 box.set_gid(str(node))
         return out.getvalue()
 
-    def _canvas(self) -> FigureCanvasAgg:
-        canvas = self.figure.canvas
-        return canvas if isinstance(canvas, FigureCanvasAgg) else FigureCanvasAgg(self.figure)
-
-    def _render_layers(self) -> None:
-        canvas = self._canvas()
-        stages = (*self.boxes.values(), *self.texts.values())
-        for artist in stages:
-            artist.set_visible(False)
-        canvas.draw()
-        self._frame = np.array(canvas.buffer_rgba())
-        self._base = self._frame[..., :3].astype(np.float32)
-        renderer = canvas.get_renderer()
-        renderer.clear()
-        for text in self.texts.values():
-            text.set_visible(True)
-            text.draw(renderer)
-        self._labels_paint, self._labels_keep = _premultiplied(np.array(canvas.buffer_rgba()))
-        for artist in stages:
-            artist.set_visible(True)
-        height = self._base.shape[0]
-        extents = {n: b.get_window_extent(renderer).padded(3) for n, b in self.boxes.items()}
-        tall = max((int(np.ceil(e.height)) + 1 for e in extents.values()), default=0)
-        wide = max((int(np.ceil(e.width)) + 1 for e in extents.values()), default=0)
-        self._pixels = {}  # every box area has the same size, so one sprite fits all
-        for node, extent in extents.items():
-            top, left = max(height - int(np.ceil(extent.y1)), 0), max(int(extent.x0), 0)
-            self._pixels[node] = (slice(top, top + tall), slice(left, left + wide))
-        self._sprites = {}
-        self._dirty = set(self.graph)
-
-    def _sprite(self, status: StageStatus) -> tuple[np.ndarray, np.ndarray]:
-        """One box drawn in ``status`` on a transparent canvas, cut to a box's area."""
-        if status not in self._sprites:
-            canvas = self._canvas()
-            renderer = canvas.get_renderer()
-            renderer.clear()
-            stamp = self._stamp
-            _apply(stamp, status)
-            stamp.set_visible(True)
-            stamp.draw(renderer)
-            stamp.set_visible(False)
-            rows, cols = self._pixels[self._stamp_node]
-            self._sprites[status] = _premultiplied(np.array(canvas.buffer_rgba())[rows, cols])
-        return self._sprites[status]
-
 
 def _apply(box: FancyBboxPatch, status: StageStatus) -> None:
     look = PALETTE[status]
@@ -282,21 +195,6 @@ def _apply(box: FancyBboxPatch, status: StageStatus) -> None:
     box.set_edgecolor(look.edge)
     box.set_linestyle(look.linestyle)
     box.set_hatch(look.hatch)
-
-
-def _premultiplied(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A straight-alpha RGBA layer as (colour times alpha, 1 - alpha): ``under * keep + paint``
-    composites it over anything."""
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    return rgba[..., :3] * alpha, 1.0 - alpha
-
-
-def _encode(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(pixels, "RGBA").save(out, format="PNG", compress_level=1)
-    return out.getvalue()
 
 
 class InlineFigure(Figure):
@@ -308,13 +206,3 @@ class InlineFigure(Figure):
         self.savefig(out, format="png", dpi=2 * self.dpi)
         width, height = self.get_size_inches() * self.dpi
         return out.getvalue(), {"width": round(width), "height": round(height)}
-
-
-def figure_png(figure: Figure) -> bytes:
-    """Render a whole figure to PNG bytes."""
-    canvas = figure.canvas
-    if not isinstance(canvas, FigureCanvasAgg):
-        canvas = FigureCanvasAgg(figure)
-    out = io.BytesIO()
-    canvas.print_png(out)
-    return out.getvalue()

@@ -166,7 +166,7 @@ class Pipeline:
         return self.visualize(status=self.last_run)._repr_png_()
 
     def widget(self, num_cores: int = 2) -> Any:
-        """A live ipywidgets view of this pipeline: DAG, progress, stage details, Run/Cancel."""
+        """The live view of this pipeline, to keep: DAG, inspector, timeline, Run, Cancel."""
         from pydags.widget import PipelineWidget
 
         widget = PipelineWidget(self, num_cores=num_cores)

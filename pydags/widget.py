@@ -61,11 +61,17 @@ class PipelineWidget(anywidget.AnyWidget):
         self._wake = threading.Event()
         self._display: Any = None
         self.title = pipeline.name
-        self.svg = Drawing(pipeline.graph, legend="all").svg()
+        self.drawn = threading.Event()
+        threading.Thread(target=copy_context().run, args=(self._draw,), name="pydags-draw",
+                         daemon=True).start()  # a large DAG takes a moment: show the rest now
         self.looks = {s.value: {"fill": PALETTE[s].fill, "edge": PALETTE[s].edge,
                                 "dash": PALETTE[s].linestyle} for s in StageStatus}
         self.stages = {name: {"status": "pending"} for name in pipeline.graph}
         self.on_msg(self._on_action)
+
+    def _draw(self) -> None:
+        self.svg = Drawing(self.pipeline.graph, legend="all").svg()
+        self.drawn.set()
 
     # --- driving runs ---------------------------------------------------------
     def attach(self, run: Run) -> None:

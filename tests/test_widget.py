@@ -43,6 +43,7 @@ def statuses(view) -> dict[str, str]:
 def test_the_view_holds_each_stages_state_and_the_svg_names_every_stage():
     pipeline = Pipeline("w").add_stages(after(broken(ok())), ok().named("other"))
     view = pipeline.widget()
+    assert view.drawn.wait(60), "the DAG was never drawn"
     for name in pipeline.graph:
         assert f'id="pydags-stage:{name}"' in view.svg
     seen = []

@@ -1,0 +1,71 @@
+"""The live view's cost: ``python tests/benchmarks/bench_view.py``.
+
+Prints, in one run: a 500-stage pipeline of 50 ms stages on 2 cores with the live view
+attached beside the same run without it (target: ratio <= 1.05), the time from
+``prepare()`` to the view's first push of state (target: <= 300 ms) and to its drawing of
+the DAG (made on a thread of its own), and the view's pushes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from bench_scheduler import random_parents
+
+from pydags import Pipeline, stage
+from pydags.widget import PipelineWidget
+
+
+def nap(*_):
+    time.sleep(0.05)
+
+
+def build(n: int = 500) -> Pipeline:
+    make = stage(nap)
+    stages: list = []
+    for i, ps in enumerate(random_parents(n, seed=5, fan_in=2)):
+        stages.append(make(*[stages[p] for p in ps]).named(f"s{i}"))
+    return Pipeline("view", stages)
+
+
+def timed(pipeline: Pipeline, with_view: bool) -> tuple[float, float, float, int]:
+    start = time.perf_counter()
+    run = pipeline.prepare(num_cores=2)
+    first = drawn = 0.0
+    view = None
+    if with_view:
+        view = PipelineWidget(pipeline, num_cores=2)
+        view.attach(run)
+        first = time.perf_counter() - start  # attach() pushes the state so far at once
+        view.drawn.wait()
+        drawn = time.perf_counter() - start
+    run.start()
+    wall = time.perf_counter() - start
+    pushes = view.pushes if view is not None else 0
+    if view is not None:
+        view.close()
+    return wall, first, drawn, pushes
+
+
+def main() -> None:
+    pipeline = build()
+    pipeline.start(num_cores=2, show=False)  # warm workers
+    plain, viewed, firsts, drawings, pushes = [], [], [], [], []
+    for _ in range(3):  # interleaved, so both see the same machine
+        plain.append(timed(pipeline, False)[0])
+        wall, first, drawn, count = timed(pipeline, True)
+        viewed.append(wall)
+        firsts.append(first)
+        drawings.append(drawn)
+        pushes.append(count)
+    a, b = statistics.median(plain), statistics.median(viewed)
+    print(f"500 stages of 50 ms on 2 cores: {a:.2f} s without the view, {b:.2f} s with it, "
+          f"ratio {b / a:.3f} (target <= 1.05); {statistics.median(pushes):.0f} pushes")
+    print(f"prepare() to the view's first state: {statistics.median(firsts) * 1e3:.0f} ms "
+          f"(target <= 300 ms); to its 500-stage DAG drawing: "
+          f"{statistics.median(drawings) * 1e3:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
