@@ -113,17 +113,20 @@ class PipelineWidget(anywidget.AnyWidget):
 
     # --- news from the run ------------------------------------------------------
     def _changed(self, event: Event) -> None:
-        self._dirty.add(event.stage)
+        with self._lock:
+            self._dirty.add(event.stage)
         if event.status.finished or event.status is StageStatus.RUNNING:
             self._wake.set()
 
     def _printed(self, stage: str, _: str) -> None:
-        self._dirty.add(stage)
+        with self._lock:
+            self._dirty.add(stage)
 
     def _finished(self, run: Run) -> None:
         if run is not self.run:
             return
-        self._dirty |= set(run.stage_records)
+        with self._lock:
+            self._dirty |= set(run.stage_records)
         self.state = "finished"
         self._push()
         if self._display is not None:

@@ -139,7 +139,7 @@ def test_repeated_runs_leave_no_more_live_widgets_than_one(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display",
                         lambda *a, **k: shown.append(a) or _FakeHandle())
-    pipeline = tutorial.build()
+    pipeline = Pipeline("again", [after(ok()), ok().named("other")])
 
     def live_widgets() -> int:
         return len(ipywidgets.widgets.widget._instances)
