@@ -208,6 +208,10 @@ def test_the_dark_theme_changes_the_views_background(page, lab):
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
                   "{theme: 'JupyterLab Dark'})")
     page.wait_for_function(f"() => ({background})() !== {json.dumps(light)}", timeout=60_000)
+    shots = os.environ.get("PYDAGS_SCREENSHOTS")
+    if shots:
+        page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
+        page.locator(".pydags-view").screenshot(path=str(Path(shots) / "dark_view.png"))
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
                   "{theme: 'JupyterLab Light'})")
 
