@@ -168,6 +168,9 @@ def test_labels_of_a_100_stage_dag_are_at_least_11_pixels_high(page, lab, tmp_pa
         ".map(t => t.getBoundingClientRect().height)")
     assert len(heights) >= 100, len(heights)
     assert min(heights) >= 11, min(heights)
+    shots = os.environ.get("PYDAGS_SCREENSHOTS")
+    if shots:
+        page.screenshot(path=str(Path(shots) / "big_view.png"))
 
 
 def test_a_blocking_run_stays_clickable_and_its_clock_ticks(page, lab, tmp_path):
@@ -242,6 +245,9 @@ def test_a_saved_notebook_reopened_shows_each_runs_dag_and_no_widget_error(page,
     text = page.inner_text(".jp-Notebook")
     assert "model not found" not in text and "Error displaying widget" not in text
     assert len(page.query_selector_all(dags)) == 2 and text.count("6/6 done") == 2
+    shots = os.environ.get("PYDAGS_SCREENSHOTS")
+    if shots:
+        page.screenshot(path=str(Path(shots) / "reopened.png"))
 
 
 def test_an_html_export_shows_each_runs_dag_offline(page, lab, executed, tmp_path):
