@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydags.executors.attempt import error_from_exception
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.run import Attempt, Run
 from pydags.stage import Stage, resolve_arguments
@@ -135,7 +136,12 @@ class Scheduler:
                 continue  # withdrawn or finished since it was queued
             del self.queued[name]
             self.running.add(name)
-            self.executor.submit(self._job(name))
+            try:
+                job = self._job(name)
+            except Exception as exc:  # its edited module no longer imports, say
+                self._handle(_unprepared(name, self.attempts[name], exc))
+                continue
+            self.executor.submit(job)
             if self.executor.pipelines:
                 self._unblock(name, submitted=True)
 
@@ -244,6 +250,16 @@ class Scheduler:
             self.queued.pop(name, None)
         self.run.set_status(name, status, attempt=self.attempts[name], worker=worker,
                             error=error)
+
+
+def _unprepared(name: str, attempt: int, exc: Exception) -> Outcome:
+    """The failure of a stage whose job could not be made."""
+    error = error_from_exception(exc)
+    error.kind = "send"  # not retried: the same would happen again
+    error.message = f"stage {name!r} could not be prepared: {error.message}"
+    error.traceback = f"{error.message}\n\n{error.traceback}"
+    now = time.time()
+    return Outcome(name, attempt, False, error=error, start=now, end=now)
 
 
 def _with_attempts(error: StageError, attempts: list[Attempt]) -> StageError:

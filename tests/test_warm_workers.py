@@ -133,3 +133,25 @@ def test_a_module_edited_between_runs_gives_the_new_result_in_process_and_in_wor
         sys.path.remove(str(tmp_path))
         sys.modules.pop("edited_stages", None)
     assert_no_orphans()
+
+
+def test_a_module_edited_into_a_syntax_error_fails_its_stage_clearly(tmp_path):
+    module = tmp_path / "broken_later.py"
+    module.write_text("from pydags import stage\n\n@stage\ndef value():\n    return 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import broken_later
+
+        from workload import fine
+
+        pipeline = Pipeline().add_stages(broken_later.value(), fine())
+        assert pipeline.start(num_cores=2).results["value"] == 1
+        time.sleep(0.01)
+        module.write_text("from pydags import stage\n\n@stage\ndef value(:\n")
+        run = pipeline.start(num_cores=2, raise_on_error=False)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("broken_later", None)
+    assert run.status["value"] is StageStatus.FAILED and run.results["fine"] == "fine"
+    assert "stage 'value' could not be prepared" in run.errors["value"]
+    assert "SyntaxError" in run.errors["value"]
