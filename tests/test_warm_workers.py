@@ -141,7 +141,6 @@ def test_a_module_edited_into_a_syntax_error_fails_its_stage_clearly(tmp_path):
     sys.path.insert(0, str(tmp_path))
     try:
         import broken_later
-
         from workload import fine
 
         pipeline = Pipeline().add_stages(broken_later.value(), fine())
