@@ -85,7 +85,10 @@ class ProcessExecutor(Executor):
             timeout = max(0.0, min(timeout, min(deadlines) - time.time()))
         readable = wait(list(busy), timeout)
         for conn in readable:
-            self._news.append(self._receive(busy[conn]))
+            slot = busy[conn]
+            self._news.append(self._receive(slot))
+            while slot.job is not None and conn.poll(0):  # the outcome often follows at once
+                self._news.append(self._receive(slot))
         now = time.time()
         for conn, slot in busy.items():
             if slot.job is None:
