@@ -80,11 +80,7 @@ def fixed_cost() -> None:
     s5 = make().named("stage_5").after(s1)
     s6 = make().named("stage_6").after(s3, s4, s5)
     pipeline = Pipeline("tutorial", [s1, s2, s3, s4, s5, s6])
-    times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        pipeline.start(num_cores=2, show=False)
-        times.append(time.perf_counter() - start)
+    times = [timed_start(pipeline) for _ in range(10)]
     print(f"tutorial graph, trivial stages, 2 cores: 1st start {times[0] * 1e3:.1f} ms, "
           f"2nd-10th median {statistics.median(times[1:]) * 1e3:.1f} ms (target <= 5 ms)")
 
@@ -94,11 +90,7 @@ def fixed_cost() -> None:
         return "imported"
 
     heavy = Pipeline("sklearn", [stage(uses_sklearn)().named(f"fit{i}") for i in range(2)])
-    runs = []
-    for _ in range(4):
-        start = time.perf_counter()
-        heavy.start(num_cores=2, show=False)
-        runs.append(time.perf_counter() - start)
+    runs = [timed_start(heavy) for _ in range(4)]
     print(f"stages importing scikit-learn: 1st run {runs[0] * 1e3:.0f} ms, "
           f"later runs {statistics.median(runs[1:]) * 1e3:.1f} ms (the import stays done)")
 
