@@ -29,6 +29,8 @@ from pydags.status import StageStatus
 from pydags.store import UnreadableKey
 
 if TYPE_CHECKING:
+    from pydags.items import Items
+    from pydags.mapping import MappedStage
     from pydags.scheduler import Plan
 
 PREFIX = "pydags-cache"
@@ -137,6 +139,56 @@ def remember_results(store: Any, pipeline: str, run: Run, prints: dict[str, Fing
         store.set(key(pipeline, event.stage, "last"), dataclasses.asdict(fingerprint))
 
     return remember
+
+
+class CachedItems:
+    """The results of mapped stages' items, kept under a fingerprint of their own: the
+    stage's code, keyword arguments and settings, and the item's arguments. When a map's
+    list changes, only its new or changed items run."""
+
+    def __init__(self, store: Any, pipeline: str, plan: Plan, prints: dict[str, Fingerprint]):
+        self.store, self.pipeline, self.plan, self.prints = store, pipeline, plan, prints
+        self.keys: dict[str, list[str]] = {}  # mapped stage -> each item's key
+
+    def find(self, name: str, mapped: MappedStage, count: int) -> dict[int, Any]:
+        """The items of ``name`` whose results are stored."""
+        fingerprint = self.prints.get(name)
+        if fingerprint is None or any(self.plan.linked[name]):
+            return {}  # a map over another map's items: only the whole stage is cached
+        stage = self.plan.stages[name]
+        try:
+            state = {k: v for k, v in stage.__getstate__().items() if k not in _NOT_RESULTS}
+            common = fingerprint.code.encode() + stable((mapped.kwargs, state))
+            keys = [key(self.pipeline, name, "item-" + _digest(
+                common + stable(mapped.arguments(i)))[:32]) for i in range(count)]
+        except Exception:
+            return {}
+        self.keys[name] = keys
+        found = {}
+        for i, item_key in enumerate(keys):
+            try:
+                found[i] = self.store.get(item_key)
+            except KeyError:
+                continue
+            except UnreadableKey as exc:
+                warnings.warn(f"item {i} of stage {name!r} runs again: its cached result "
+                              f"{exc}", stacklevel=2)
+        return found
+
+    def keep(self, name: str, items: Items, parts: list[range]) -> None:
+        """Store the results of items ``parts`` of ``name``."""
+        keys = self.keys.get(name)
+        if keys is None:
+            return
+        for part in parts:
+            for i in part:
+                try:
+                    self.store.set(keys[i], items.values[i])
+                except TypeError as exc:
+                    warnings.warn(f"the items of stage {name!r} are not cached: {exc}",
+                                  stacklevel=2)
+                    del self.keys[name]
+                    return
 
 
 def clear(store: Any, pipeline: str) -> int:

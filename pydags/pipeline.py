@@ -13,6 +13,7 @@ import networkx as nx
 from pydags.errors import CycleError
 from pydags.executors import base
 from pydags.executors.base import Executor
+from pydags.mapping import ResumedItems
 from pydags.run import Run
 from pydags.scheduler import Plan, Scheduler
 from pydags.stage import FunctionStage, Stage, check_settings, stages_in
@@ -202,7 +203,7 @@ class Pipeline:
         plan = self._plan()
         self._connect_stores(plan)
         chosen = self._executor(executor, cores, plan)
-        reused = self._resumed(plan, rerun) if resume else {}
+        reused, known_items = self._resumed(plan, rerun) if resume else ({}, [])
         notes: dict[str, str] = {}
         if cache:
             from pydags import cache as caching
@@ -211,7 +212,9 @@ class Pipeline:
             prints = caching.fingerprints(plan)
             found, notes = caching.cached_results(self.store, self.name, prints)
             reused = found | reused
-        scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=reused)
+            known_items.append(caching.CachedItems(self.store, self.name, plan, prints))
+        scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=reused,
+                              known_items=known_items)
         run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
                   raise_on_error=raise_on_error)
         for name, note in notes.items():
@@ -292,7 +295,14 @@ class Pipeline:
             cost[name] = below + known.get(name, 1.0)
         inputs = {name: {s.name for s in stages_in(*stage.arguments, name)}
                   for name, stage in stages.items()}
-        return Plan(stages, deps, cost, inputs)
+        linked = {name: [a.name if isinstance(a, Stage) and a.mapped else None
+                         for a in stage.arguments[0]]
+                  for name, stage in stages.items() if stage.mapped}
+        for name in order:  # a map over a map's items goes first: each item's chain ends early
+            feeding = [cost[p] for p in linked.get(name, ()) if p]
+            if feeding:
+                cost[name] = max(cost[name], max(feeding) + 1e-3)
+        return Plan(stages, deps, cost, inputs, linked)
 
     def _connect_stores(self, plan: Plan) -> None:
         """Give class stages without a store the pipeline's; check every store is reachable."""
@@ -328,11 +338,12 @@ class Pipeline:
             return InlineExecutor()
         from pydags.executors.process import ProcessExecutor
 
-        return ProcessExecutor(min(cores, len(plan.stages)))
+        return ProcessExecutor(cores if plan.linked else min(cores, len(plan.stages)))
 
-    def _resumed(self, plan: Plan, rerun: Iterable[str] = ()) -> dict[str, Any]:
+    def _resumed(self, plan: Plan, rerun: Iterable[str] = (),
+                 ) -> tuple[dict[str, Any], list[ResumedItems]]:
         """The results of the stages that succeeded in the last run, but the ``rerun``
-        stages and those below them."""
+        stages and those below them, and of the items that succeeded in maps that did not."""
         last = self.last_run
         if last is None:
             raise ValueError(f"resume=True: pipeline {self.name!r} has no earlier run "
@@ -342,8 +353,12 @@ class Pipeline:
             if name not in plan.stages:
                 raise ValueError(f"rerun: pipeline {self.name!r} has no stage {name!r}")
             again |= {name} | nx.descendants(self.graph, name)
-        return {n: last.results[n] for n, s in last.status.items()
-                if s.succeeded and n in plan.stages and n in last.results and n not in again}
+        results = last.results
+        reused = {n: results[n] for n, s in last.status.items()
+                  if s.succeeded and n in plan.stages and n in results and n not in again}
+        items = {n: i for n, i in last.items.items()
+                 if n in plan.linked and n not in reused and n not in again}
+        return reused, [ResumedItems(items)]
 
     def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
         """Per stage: seconds in ``before`` and ``after`` and the change, slowest change first."""

@@ -13,16 +13,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Outcome, StageError
+from pydags.items import CODE, Items
+from pydags.mapping import ranges, succeeded
 from pydags.status import StageStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from pydags.executors.batch import BatchResult
     from pydags.scheduler import Scheduler
 
 
 class Event(NamedTuple):
-    """A stage's status changed: what the scheduler tells its subscribers."""
+    """A stage's status changed (or, with ``item``, that of one item of a mapped stage):
+    what the scheduler tells its subscribers."""
 
     stage: str
     status: StageStatus
@@ -30,6 +34,7 @@ class Event(NamedTuple):
     attempt: int = 1
     worker: str | None = None
     error: StageError | None = None
+    item: int | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +89,7 @@ class Run:
         self.pipeline_name = pipeline_name
         self.dependencies = dependencies
         self.stage_records: dict[str, StageRecord] = {name: StageRecord(name) for name in stages}
+        self.items: dict[str, Items] = {}  # mapped stage -> its items, once it has them
         self._results: dict[str, Any] = {}
         self._dropped: str | None = None  # why the results are gone, once they are
         self.left = len(stages)  # stages not finished yet
@@ -95,6 +101,7 @@ class Run:
         self._on_event: list[Subscriber] = []
         self._on_finish: list[RunSubscriber] = []
         self._on_output: list[OutputSubscriber] = []
+        self._on_item: list[Subscriber] = []
         self._finished = threading.Event()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,7 +115,8 @@ class Run:
 
     @property
     def results(self) -> dict[str, Any]:
-        """Stage name to its return value (stages DONE or CACHED)."""
+        """Stage name to its return value (stages DONE or CACHED; for a mapped stage, the
+        list of its items' results, in order)."""
         if self._dropped is not None:
             raise RuntimeError(self._dropped)
         return self._results
@@ -118,6 +126,8 @@ class Run:
         ``RuntimeError(why)``. Results already let go stay so, with the first reason."""
         if self._dropped is None:
             self._results, self._dropped = {}, why
+            for items in self.items.values():
+                items.values = []
 
     @property
     def errors(self) -> dict[str, str]:
@@ -159,14 +169,19 @@ class Run:
         return [r.name for r in sorted(failed, key=lambda r: r.end or 0.0)]
 
     def records(self) -> list[dict[str, Any]]:
-        """One plain dict per stage attempt: stage, attempt, worker, status, times, error."""
+        """One plain dict per stage attempt (per item attempt for a mapped stage, with its
+        ``item`` number): stage, item, attempt, worker, status, times, error."""
         rows = []
         for rec in self.stage_records.values():
+            if rec.name in self.items:
+                for row in self.items[rec.name].rows(rec.name):
+                    rows.append(row | dict(queued=rec.queued, cache=rec.cache))
+                continue
             for attempt in rec.attempts:
-                rows.append(dict(stage=rec.name, attempt=attempt.number, worker=attempt.worker,
-                                 status=attempt.status.value, queued=rec.queued,
-                                 start=attempt.start, end=attempt.end, error=attempt.error,
-                                 cache=rec.cache))
+                rows.append(dict(stage=rec.name, item=None, attempt=attempt.number,
+                                 worker=attempt.worker, status=attempt.status.value,
+                                 queued=rec.queued, start=attempt.start, end=attempt.end,
+                                 error=attempt.error, cache=rec.cache))
         return rows
 
     def to_dataframe(self) -> Any:
@@ -197,14 +212,18 @@ class Run:
     def subscribe(self, on_event: Subscriber | None = None, *,
                   on_start: RunSubscriber | None = None,
                   on_finish: RunSubscriber | None = None,
-                  on_output: OutputSubscriber | None = None) -> Run:
+                  on_output: OutputSubscriber | None = None,
+                  items: bool = False) -> Run:
         """Call ``on_start(run)`` when the run starts, ``on_event(event)`` on every status
         change, ``on_output(stage, text)`` as a worker stage prints, and ``on_finish(run)``
-        once the run has ended, all on the thread running it."""
+        once the run has ended, all on the thread running it. With ``items=True``,
+        ``on_event`` also hears of every item of a mapped stage (``event.item``)."""
         for hooks, hook in ((self._on_start, on_start), (self._on_event, on_event),
                             (self._on_finish, on_finish), (self._on_output, on_output)):
             if hook is not None:
                 hooks.append(hook)
+        if items and on_event is not None:
+            self._on_item.append(on_event)
         return self
 
     def start(self, block: bool = True) -> Run:
@@ -289,10 +308,12 @@ class Run:
         record.start, record.end, record.worker = when, None, worker
         record.output = ""
 
-    def printed(self, name: str, text: str) -> None:
-        """Stage ``name``, still running, printed ``text``."""
+    def printed(self, name: str, text: str, *, keep: bool = True) -> None:
+        """Stage ``name``, still running, printed ``text`` (kept with its output unless
+        ``keep`` is False: a batch of items keeps its output when it ends)."""
         record = self.stage_records[name]
-        record.output = (record.output + text)[-OUTPUT_LIMIT:]
+        if keep:
+            record.output = (record.output + text)[-OUTPUT_LIMIT:]
         for subscriber in self._on_output:
             try:
                 subscriber(name, text)
@@ -336,6 +357,74 @@ class Run:
         event = Event(name, status, now, attempt, worker, error)
         self._notify(self._on_event, event)
         return event
+
+    def mapped(self, name: str, items: Items) -> None:
+        """Mapped stage ``name`` has its items (its arguments are known)."""
+        self.items[name] = items
+
+    def items_started(self, name: str, batch: range, worker: str, when: float) -> None:
+        """Items ``batch`` of mapped stage ``name`` began on ``worker``."""
+        self.items[name].started(batch, worker, when)
+        record = self.stage_records[name]
+        if record.start is None:
+            record.start = when
+        self._item_events(name, batch, StageStatus.RUNNING, when, worker)
+
+    def items_ended(self, name: str, batch: range, result: BatchResult, worker: str,
+                    output: str) -> None:
+        """Items ``batch`` ran: those without an error in ``result`` are DONE."""
+        items = self.items[name]
+        items.ended(batch, result.values, result.starts, result.end, worker)
+        for part in succeeded(batch, result):  # the failed ones: as the scheduler decides
+            items.set(part, StageStatus.DONE)
+        record = self.stage_records[name]
+        record.end = result.end
+        if output:
+            record.output = (record.output + output)[-OUTPUT_LIMIT:]
+        if self._on_item:
+            for i in (i for part in succeeded(batch, result) for i in part):
+                self._notify(self._on_item, Event(name, StageStatus.DONE, items.end[i],
+                                                  worker=worker, item=i))
+
+    def items_tried(self, name: str, batch: range, start: float, end: float,
+                    worker: str) -> None:
+        """Items ``batch`` went to ``worker`` as one job, which failed as a whole (a
+        timeout, a crash): the scheduler gives each item its status next."""
+        self.items[name].tried(batch, start, end, worker)
+
+    def item_status(self, name: str, item: int, status: StageStatus, *,
+                    error: StageError | None = None) -> None:
+        """Item ``item`` of mapped stage ``name`` has a new status (``error``: why its
+        attempt failed; RETRYING: it will have another)."""
+        items = self.items[name]
+        if error is not None:
+            items.failed_attempt(item, error)
+        if status is StageStatus.RETRYING:
+            items.attempt[item] += 1
+        items.set(range(item, item + 1), status)
+        if self._on_item:
+            self._notify(self._on_item, Event(name, status, time.time(),
+                                              items.attempt[item], error=error, item=item))
+
+    def items_finished(self, name: str, status: StageStatus) -> None:
+        """The items of mapped stage ``name`` not finished yet never will: ``status``."""
+        items = self.items.get(name)
+        if items is None or not items.left:
+            return
+        unfinished = {CODE[s] for s in StageStatus if not s.finished}
+        now = time.time()
+        for part in ranges(i for i, code in enumerate(items.status) if code in unfinished):
+            items.set(part, status)
+            for i in part:
+                if items.start[i] and not items.end[i]:
+                    items.end[i] = now  # it was running
+            self._item_events(name, part, status, now, "")
+
+    def _item_events(self, name: str, batch: range, status: StageStatus, when: float,
+                     worker: str) -> None:
+        if self._on_item:
+            for i in batch:
+                self._notify(self._on_item, Event(name, status, when, worker=worker, item=i))
 
     def mark_finished(self, interrupted: BaseException | None = None) -> None:
         """The run has ended (``interrupted`` by Ctrl-C or an error of pydags' own, if given):

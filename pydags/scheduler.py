@@ -7,6 +7,10 @@ Algorithm
     failed stage is retried after its delay while it has retries left; once it is
     FAILED for good, everything downstream of it is SKIPPED and independent branches go
     on. Stages whose result is already known (``resume``, ``cache``) start CACHED.
+    A mapped stage, once its arguments are known, is its items: they go out in batches
+    (``pydags.mapping`` sizes them), each item retried on its own, and the stage ends when
+    every item has (FAILED if one failed, naming it). A map over a mapped stage takes
+    each item as soon as the item it comes from is done.
     An executor that *pipelines* (Dask) may take a stage as soon as the stages whose
     results it takes as arguments are submitted (those it only runs ``.after()`` must
     succeed first), passing results from worker to worker; if such an upstream attempt
@@ -18,8 +22,12 @@ State (keyed by stage name; only this module changes it)
                 succeeded yet (for a pipelining executor, inputs: not submitted yet)
     dependents  name -> stages that wait for it
     ready       heap of (-priority, order, name): may be handed out, not yet (QUEUED)
-    running     stages handed to the executor whose outcome is not back yet
-    retry_at    heap of (time, name): failed attempts waiting for their retry delay
+    running     jobs handed to the executor whose outcome is not back yet: a stage's name,
+                or the key of a batch of items ("clean[3]", "clean[8:40]")
+    batches     batch key -> (stage, items, attempt)
+    maps        mapped stage -> its items waiting to go out (``MappedStage``)
+    retry_at    heap of (time, name, item): failed attempts waiting for their retry delay
+                (item -1 for a stage)
     attempts    name -> number of the current attempt
     run.left    how many stages have not reached a final status
 
@@ -39,13 +47,15 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydags.executors.attempt import error_from_exception
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
+from pydags.items import CODE, Items, shown
+from pydags.mapping import SUCCEEDED, MappedStage, ranges
 from pydags.run import Attempt, Run
-from pydags.stage import Stage, resolve_arguments
+from pydags.stage import Stage, items_of, mismatch, resolve_arguments
 from pydags.status import StageStatus
 
 POLL_SECONDS = 0.1  # how often a waiting scheduler looks for a cancel request
@@ -59,15 +69,19 @@ class Plan:
     dependencies: dict[str, set[str]]
     priority: dict[str, float]
     inputs: dict[str, set[str]]  # the dependencies whose results a stage takes as arguments
+    # mapped stage -> for each mapped argument, the mapped stage feeding it item by item
+    # (None where the argument is given whole)
+    linked: dict[str, list[str | None]] = field(default_factory=dict)
 
 
 class Scheduler:
     """Runs one plan on one executor, writing every change into the run."""
 
     def __init__(self, plan: Plan, executor: Executor, *, fail_fast: bool = False,
-                 cached: dict[str, Any] | None = None):
+                 cached: dict[str, Any] | None = None, known_items: list[Any] = ()):
         self.plan, self.executor, self.fail_fast = plan, executor, fail_fast
         self.cached = cached or {}
+        self.known_items = list(known_items)  # where items' results known already are kept
         self.blocked = {name: set(deps) for name, deps in plan.dependencies.items()}
         self.dependents: dict[str, list[str]] = {name: [] for name in plan.stages}
         for name, deps in plan.dependencies.items():
@@ -76,7 +90,9 @@ class Scheduler:
         self.ready: list[tuple[float, int, str]] = []
         self.queued: dict[str, int] = {}  # name -> its entry's order in ``ready``
         self.running: set[str] = set()
-        self.retry_at: list[tuple[float, str]] = []
+        self.batches: dict[str, tuple[str, range, int]] = {}
+        self.maps: dict[str, MappedStage] = {}
+        self.retry_at: list[tuple[float, str, int]] = []
         self.attempts = dict.fromkeys(plan.stages, 1)
         self._order = 0
         self.run: Run
@@ -96,6 +112,8 @@ class Scheduler:
                     break
                 self._submit_ready()
                 if not self.running:
+                    if not run.left:
+                        break  # the last stages ended as they were handed out
                     if not self.retry_at:
                         raise RuntimeError("pydags scheduler stalled: no stage can run")
                     time.sleep(max(0.0, min(POLL_SECONDS, self.retry_at[0][0] - time.time())))
@@ -124,10 +142,14 @@ class Scheduler:
 
     # --- handing out work ----------------------------------------------------
     def _make_ready(self, name: str) -> None:
+        self._queue(name)
+        self._set(name, StageStatus.QUEUED)
+
+    def _queue(self, name: str) -> None:
+        """Put ``name`` (a stage, or a mapped stage with items to hand out) in line."""
         self._order += 1
         self.queued[name] = self._order
         heapq.heappush(self.ready, (-self.plan.priority.get(name, 0.0), self._order, name))
-        self._set(name, StageStatus.QUEUED)
 
     def _submit_ready(self) -> None:
         while self.ready and len(self.running) < self.executor.capacity:
@@ -135,6 +157,9 @@ class Scheduler:
             if self.queued.get(name) != order:
                 continue  # withdrawn or finished since it was queued
             del self.queued[name]
+            if name in self.plan.linked:
+                self._submit_items(name)
+                continue
             self.running.add(name)
             try:
                 job = self._job(name)
@@ -153,24 +178,181 @@ class Scheduler:
         return Job(name, stage.callable(), args, kwargs, attempt=self.attempts[name],
                    timeout=stage.timeout)
 
-    def _unblock(self, name: str, submitted: bool = False) -> None:
+    def _unblock(self, name: str, submitted: bool = False, mapped: bool = False) -> None:
         """``name`` succeeded (or was ``submitted``, for the stages taking its result through
-        a pipelining executor): queue the dependents it no longer holds back."""
+        a pipelining executor; or ``mapped``, for the maps over its items): queue the
+        dependents it no longer holds back."""
         for dependent in self.dependents[name]:
             blocked = self.blocked[dependent]
-            if name in blocked and (not submitted or name in self.plan.inputs[dependent]):
-                blocked.discard(name)
-                if not blocked and self.run.stage_records[dependent].status is StageStatus.PENDING:
-                    self._make_ready(dependent)
+            if name not in blocked:
+                continue
+            if submitted and (name not in self.plan.inputs[dependent]
+                              or dependent in self.plan.linked):
+                continue  # a map needs its arguments themselves, to know its items
+            if mapped and name not in self.plan.linked.get(dependent, ()):
+                continue
+            blocked.discard(name)
+            if not blocked and self.run.stage_records[dependent].status is StageStatus.PENDING:
+                self._make_ready(dependent)
 
     def _release_retries(self) -> None:
         now = time.time()
         while self.retry_at and self.retry_at[0][0] <= now:
-            _, name = heapq.heappop(self.retry_at)
-            self._make_ready(name)
+            _, name, item = heapq.heappop(self.retry_at)
+            if item < 0:
+                self._make_ready(name)
+            elif name in self.maps:
+                self._items_ready(name, [range(item, item + 1)])
+
+    # --- mapped stages ---------------------------------------------------------
+    def _submit_items(self, name: str) -> None:
+        """Hand out the next batch of a mapped stage's items (knowing them first)."""
+        mapped = self.maps.get(name) or self._expand(name)
+        if mapped is None or not mapped.ready:
+            return
+        batch = mapped.take(self.executor.parallelism)
+        if mapped.ready:
+            self._queue(name)
+        items = self.run.items[name]
+        attempt = items.attempt[batch.start] if len(batch) == 1 else 1
+        key = f"{name}[{batch.start}]" if len(batch) == 1 else f"{name}[{batch.start}:{batch.stop}]"
+        self.batches[key] = (name, batch, attempt)
+        self.running.add(key)
+        items.set(batch, StageStatus.QUEUED)
+        self.executor.submit(Job(key, mapped.batch(batch), (), {}, attempt=attempt,
+                                 timeout=self.plan.stages[name].timeout))
+
+    def _expand(self, name: str) -> MappedStage | None:
+        """Know a mapped stage's items from its arguments; None if it ended there (no
+        items, all known already, or arguments it cannot map over)."""
+        stage, linked = self.plan.stages[name], self.plan.linked[name]
+        results = {d: self.run.items[d].values if d in linked else self.run.results[d]
+                   for d in self.plan.dependencies[name]}
+        try:
+            args, kwargs = resolve_arguments(stage, results)
+            sources = [items_of(v, f"stage {name!r}, mapped argument {p} (the result of "
+                                f"{linked[p]!r})" if linked[p] else
+                                f"stage {name!r}, mapped argument {p}")
+                       for p, v in enumerate(args)]
+            lengths = dict(enumerate(map(len, sources)))
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"stage {name!r}: mapped arguments have different lengths: "
+                                 + mismatch(lengths))
+            function = stage.callable()
+        except Exception as exc:
+            self._fail(name, _unmappable(name, exc))
+            return None
+        count = lengths[0]
+        items = Items(count)
+        self.run.mapped(name, items)
+        mapped = MappedStage(function, sources, kwargs, alone=stage.timeout is not None)
+        self.maps[name] = mapped
+        known: dict[int, Any] = {}
+        for source in self.known_items:
+            known |= source.find(name, mapped, count)
+        for i, value in known.items():
+            items.values[i] = value
+        for part in ranges(sorted(known)):
+            items.set(part, StageStatus.CACHED)
+        self._unblock(name, mapped=True)
+        feeding = [self.run.items[p] for p in set(linked) - {None}]
+        mapped.add(ranges(i for i in range(count) if i not in known
+                          and all(f.status[i] in SUCCEEDED for f in feeding)))
+        if not items.left:
+            self._map_finished(name)
+            return None
+        return mapped
+
+    def _items_ready(self, name: str, parts: list[range]) -> None:
+        mapped = self.maps[name]
+        mapped.add(parts)
+        if mapped.ready and name not in self.queued:
+            self._queue(name)
+
+    def _handle_items(self, news: Started | Printed | Outcome) -> None:
+        name, batch, attempt = self.batches[news.name]
+        if news.name not in self.running or news.attempt != attempt:
+            return
+        if isinstance(news, Printed):
+            self.run.printed(name, news.text, keep=False)
+            return
+        if isinstance(news, Started):
+            self.run.items_started(name, batch, news.worker, news.time)
+            if self.run.stage_records[name].status is StageStatus.QUEUED:
+                self._set(name, StageStatus.RUNNING)
+            return
+        self.running.discard(news.name)
+        del self.batches[news.name]
+        mapped, stage = self.maps[name], self.plan.stages[name]
+        if news.ok:
+            self.run.items_ended(name, batch, news.value, news.worker, news.output)
+            mapped.timing(news.value)
+            failed = {batch.start + p: e for p, e in news.value.errors.items()}
+            self._items_done(name, [part for part in ranges(i for i in batch if i not in failed)])
+        elif news.error.kind == "crash" and len(batch) > 1:
+            # Which item took its worker down is unknown: each goes again in a batch of its own.
+            mapped.alone = True
+            self.run.items[name].set(batch, StageStatus.PENDING)
+            self._items_ready(name, [range(i, i + 1) for i in batch])
+            return
+        else:
+            self.run.items_tried(name, batch, news.start, news.end, news.worker)
+            if news.output:
+                self.run.printed(name, news.output, keep=True)
+            failed = dict.fromkeys(batch, news.error)
+        for item, error in failed.items():
+            items = self.run.items[name]
+            if items.attempt[item] <= stage.retries and error.kind != "send":
+                self.run.item_status(name, item, StageStatus.RETRYING, error=error)
+                heapq.heappush(self.retry_at, (time.time() + stage.retry_delay, name, item))
+            else:
+                self.run.item_status(name, item, StageStatus.FAILED, error=error)
+        if not self.run.items[name].left:
+            self._map_finished(name)
+
+    def _items_done(self, name: str, parts: list[range]) -> None:
+        """Items ``parts`` of ``name`` are done: the maps over them may take theirs."""
+        for source in self.known_items:
+            source.keep(name, self.run.items[name], parts)
+        for dependent in self.dependents[name]:
+            if name not in self.plan.linked.get(dependent, ()) or dependent not in self.maps:
+                continue
+            if self.run.stage_records[dependent].status.finished:
+                continue
+            feeding = [self.run.items[p] for p in set(self.plan.linked[dependent]) - {None}]
+            waiting = self.run.items[dependent].status
+            pending = CODE[StageStatus.PENDING]
+            self._items_ready(dependent, ranges(
+                i for part in parts for i in part
+                if waiting[i] == pending and all(f.status[i] in SUCCEEDED for f in feeding)))
+
+    def _map_finished(self, name: str) -> None:
+        items = self.run.items[name]
+        failed = [i for i, e in items.errors.items()
+                  if items.status[i] == CODE[StageStatus.FAILED]]
+        if failed:
+            self._fail(name, _items_error(name, items, sorted(failed), self.maps[name]))
+            return
+        self.run.set_result(name, items.values)
+        self._set(name, StageStatus.DONE)
+        self._unblock(name)
+
+    def _drop_items(self, names: set[str], status: StageStatus) -> None:
+        """Mapped stages among ``names`` ended early: stop their batches, end their items."""
+        batches = {key for key, (name, _, _) in self.batches.items() if name in names}
+        for key in batches:
+            del self.batches[key]
+        if batches & self.running:
+            self.executor.cancel(batches & self.running)
+            self.running -= batches
+        for name in names & set(self.maps):
+            self.run.items_finished(name, status)
 
     # --- news from the executor ---------------------------------------------
     def _handle(self, news: Started | Printed | Outcome) -> None:
+        if news.name in self.batches:
+            self._handle_items(news)
+            return
         if news.name not in self.running or news.attempt != self.attempts[news.name]:
             return  # cancelled, skipped or withdrawn meanwhile
         if isinstance(news, Printed):
@@ -192,7 +374,7 @@ class Scheduler:
             self._withdraw_dependents(news.name)
             self._set(news.name, StageStatus.RETRYING, error=news.error)
             self.attempts[news.name] += 1
-            heapq.heappush(self.retry_at, (time.time() + stage.retry_delay, news.name))
+            heapq.heappush(self.retry_at, (time.time() + stage.retry_delay, news.name, -1))
             return
         records = self.run.stage_records[news.name].attempts
         self._fail(news.name, _with_attempts(news.error, records))
@@ -228,6 +410,7 @@ class Scheduler:
         if handed_out:  # a pipelining executor took them already
             self.running -= handed_out
             self.executor.cancel(handed_out)
+        self._drop_items(below, StageStatus.SKIPPED)
         if self.fail_fast:
             self._cancel_all()
 
@@ -238,6 +421,9 @@ class Scheduler:
         if self.running:
             self.executor.cancel(set(self.running))
             self.running.clear()
+        self.batches.clear()
+        for name in self.maps:
+            self.run.items_finished(name, StageStatus.CANCELLED)
         for name, record in self.run.stage_records.items():
             if not record.status.finished:
                 self._set(name, StageStatus.CANCELLED)
@@ -260,6 +446,35 @@ def _unprepared(name: str, attempt: int, exc: Exception) -> Outcome:
     error.traceback = f"{error.message}\n\n{error.traceback}"
     now = time.time()
     return Outcome(name, attempt, False, error=error, start=now, end=now)
+
+
+def _unmappable(name: str, exc: Exception) -> StageError:
+    """Why a mapped stage could not be made into items (not retried: it would not change)."""
+    if isinstance(exc, (TypeError, ValueError)) and str(exc).startswith("stage "):
+        return StageError("send", str(exc), str(exc), exc)  # pydags' own words: no traceback
+    error = error_from_exception(exc)
+    error.kind = "send"
+    error.message = f"stage {name!r} could not be mapped: {error.message}"
+    return error
+
+
+def _items_error(name: str, items: Items, failed: list[int], mapped: MappedStage) -> StageError:
+    """The error of a map whose items ``failed``: which ones, and their tracebacks."""
+    def label(item: int) -> str:
+        text = shown(mapped.arguments(item))
+        return f"item {item} ({text})" if text else f"item {item}"
+
+    named = ", ".join(label(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
+    first = items.errors[failed[0]]
+    message = (f"{len(failed)} of {items.count} items of stage {name!r} failed: {named}; "
+               f"first error: {first.message}")
+    parts = [message]
+    for item in failed[:10]:
+        error = items.errors[item]
+        attempts = items.attempt[item]
+        tried = f" (after {attempts} attempts)" if attempts > 1 else ""
+        parts.append(f"--- {label(item)}{tried} ---\n{error.traceback or error.message}")
+    return StageError(first.kind, message, "\n\n".join(parts), first.exception)
 
 
 def _with_attempts(error: StageError, attempts: list[Attempt]) -> StageError:

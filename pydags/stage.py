@@ -35,6 +35,7 @@ class Stage:
     retries: int = 0
     retry_delay: float = 0.0
     timeout: float | None = None
+    mapped: bool = False  # True for a stage made by ``map()``: run once per item
 
     def __new__(cls, /, *args: Any, **kwargs: Any) -> Stage:
         self = super().__new__(cls)
@@ -56,6 +57,13 @@ class Stage:
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """The stage's work; its return value flows to the stages that take this one."""
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+    @classmethod
+    def map(cls, /, *args: Any, **kwargs: Any) -> Stage:
+        """A stage that runs ``run`` once per item: ``Train.map(folds, epochs=3)``.
+
+        See ``StageFunction.map``."""
+        return _mapping(cls(*args, **kwargs))
 
     @property
     def name(self) -> str:
@@ -317,6 +325,16 @@ class StageFunction:
     def __call__(self, /, *args: Any, **kwargs: Any) -> FunctionStage:
         return FunctionStage(self.func, args, kwargs, self.stage_options)
 
+    def map(self, /, *args: Any, **kwargs: Any) -> FunctionStage:
+        """A stage that calls the function once per item, in parallel, and returns the
+        list of results in order: ``clean.map(files, threshold=0.7)``.
+
+        Each positional argument is mapped over: a list (or tuple, range, array) or a stage
+        whose result is one; several are zipped and must have the same length. Keyword
+        arguments go whole to every item. Mapping over a mapped stage runs item by item.
+        """
+        return _mapping(FunctionStage(self.func, args, kwargs, self.stage_options))
+
     def __repr__(self) -> str:
         return f"<stage function {self.func.__name__}>"
 
@@ -361,6 +379,42 @@ def _check_options(name: str, options: dict) -> None:
 def _is_seconds(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+def _mapping(item: Stage) -> Stage:
+    """``item`` made a mapped stage, once its mapped arguments are checked."""
+    args = item.arguments[0]
+    if not args:
+        raise TypeError(f"{item.name}.map() needs a positional argument to map over: a list "
+                        "or a stage returning one (keyword arguments go whole to every item)")
+    lengths = {}
+    for position, value in enumerate(args):
+        if isinstance(value, Stage):
+            continue
+        where = f"stage {item.name!r}, mapped argument {position}"
+        lengths[position] = len(items_of(value, where))
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"stage {item.name!r}: mapped arguments have different lengths: "
+                         + mismatch(lengths))
+    item.mapped = True
+    return item
+
+
+def items_of(value: Any, where: str) -> Any:
+    """What a mapped argument maps over: a sequence, or the list of an iterable's items."""
+    if isinstance(value, (str, bytes, dict, set, frozenset)) or not hasattr(value, "__iter__"):
+        hint = " (map over list(d.items()) for a dict)" if isinstance(value, dict) else ""
+        raise TypeError(f"{where} is a {type(value).__name__}, which map() does not go "
+                        f"through item by item; give a list, tuple, range or array{hint} (an argument that "
+                        "goes whole to every item is given by keyword)")
+    if isinstance(value, (list, tuple, range)):
+        return value
+    return list(value)
+
+
+def mismatch(lengths: dict[int, int]) -> str:
+    """Mapped arguments' lengths, said as in an error: "argument 0 has 3 items, ..."."""
+    return ", ".join(f"argument {p} has {n} item{'s' * (n != 1)}" for p, n in lengths.items())
 
 
 def check_settings(item: Stage) -> None:

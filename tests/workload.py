@@ -267,3 +267,53 @@ def fails_first(path, value="ok", attempts=2):
         if len(f.read()) < attempts:
             raise RuntimeError("an early attempt fails")
     return value
+
+
+# --- mapped stages -----------------------------------------------------------
+@stage
+def list_files(folder):
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.endswith(".csv"))
+
+
+@stage
+def read_number(path, scale=1):
+    with open(path) as file:
+        return float(file.read()) * scale
+
+
+@stage
+def summarize(numbers):
+    return {"count": len(numbers), "total": sum(numbers)}
+
+
+@stage
+def pause_then_double(x, seconds=0.0):
+    time.sleep(seconds)
+    return 2 * x
+
+
+@stage
+def unless_stopped(x, stop_file, calls):
+    """Fails for ``x == 3`` while ``stop_file`` exists; notes every call in folder ``calls``."""
+    with open(os.path.join(calls, f"{x}-{time.time_ns()}"), "w"):
+        pass
+    if x == 3 and os.path.exists(stop_file):
+        raise ValueError(f"item {x} is broken")
+    return x * 10
+
+
+@stage
+def held(x, release):
+    """Returns ``x`` once ``release`` exists (0 returns at once)."""
+    while x and not os.path.exists(release):
+        time.sleep(0.02)
+    return x
+
+
+@stage
+def crashes_on(x, bad):
+    """Takes its worker down for item ``bad``."""
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x

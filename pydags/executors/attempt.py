@@ -77,7 +77,7 @@ def execute(job: Job, echo: bool = False, interrupt_fails: bool = False,
         with _captured(capture, echo):
             value = job.function(*job.args, **job.kwargs)
             if inspect.iscoroutine(value):  # an ``async def`` stage
-                value = _awaited(value, capture)
+                value = awaited(value, capture)
     except BaseException as exc:  # a stage's own failure, SystemExit included
         if isinstance(exc, KeyboardInterrupt) and not interrupt_fails:
             raise  # the user's Ctrl-C; in a worker (which ignores SIGINT), the stage's own
@@ -88,13 +88,16 @@ def execute(job: Job, echo: bool = False, interrupt_fails: bool = False,
                    start=start, end=time.time())
 
 
-def _awaited(coroutine: Any, capture: _Capture) -> Any:
+def awaited(coroutine: Any, capture: _Capture | None = None) -> Any:
     """Run an ``async def`` stage's coroutine to its end, also where this thread already runs
-    an event loop (a notebook's): then on a thread of its own, printing to the same capture."""
+    an event loop (a notebook's): then on a thread of its own, printing to the same capture
+    (by default, this thread's)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
+    if capture is None and "stdout" in _ROUTERS:
+        capture = getattr(_ROUTERS["stdout"].local, "capture", None)
     box: dict[str, Any] = {}
 
     def run() -> None:

@@ -79,7 +79,8 @@ class Outcome:
 class Executor:
     """Runs jobs. The scheduler calls ``start``, ``submit``, ``poll``, ``cancel``, ``shutdown``.
 
-    ``capacity`` is how many jobs it takes at once. An executor that ``pipelines`` takes a
+    ``capacity`` is how many jobs it takes at once (``parallelism``: how many of those
+    really run at once). An executor that ``pipelines`` takes a
     job before its upstream stages have ended: the job's arguments then hold, for each
     upstream stage, whatever ``upstream()`` gave (a Dask future), and the executor runs it
     once those exist. A job whose upstream attempt fails is never reported: the scheduler
@@ -88,6 +89,11 @@ class Executor:
 
     capacity: int = 1
     pipelines: bool = False
+
+    @property
+    def parallelism(self) -> int:
+        """How many jobs really run at once (what batches of mapped items are sized by)."""
+        return self.capacity
 
     def start(self) -> None:
         """Get workers ready."""

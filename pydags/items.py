@@ -1,0 +1,140 @@
+"""The items of a mapped stage in a run: status, times, worker, result and error per item.
+
+A map may have 100,000 items, so they are kept in arrays, not objects: one status code,
+start, end, attempt and worker number per item, written a batch (a ``range`` of items) at
+a time with slice assignments.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+from pydags.executors.base import StageError
+from pydags.status import StageStatus
+
+STATUSES = list(StageStatus)
+CODE = {status: code for code, status in enumerate(STATUSES)}
+
+
+@dataclass(slots=True)
+class ItemAttempt:
+    """An earlier, failed attempt of one item (the last attempt lives in the arrays)."""
+
+    item: int
+    number: int
+    worker: str
+    start: float
+    end: float
+    error: str
+
+
+class Items:
+    """Every item of one mapped stage in one run."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.values: list[Any] = [None] * count
+        self.status = bytearray([CODE[StageStatus.PENDING]]) * count
+        self.start = array("d", bytes(8 * count))
+        self.end = array("d", bytes(8 * count))
+        self.attempt = array("H", [1]) * count
+        self.worker = array("H", bytes(2 * count))  # index into ``workers``; 0: none yet
+        self.workers: list[str] = [""]
+        self._numbers: dict[str, int] = {"": 0}
+        self.errors: dict[int, StageError] = {}
+        self.earlier: list[ItemAttempt] = []
+        self.tally = [0] * len(STATUSES)  # items per status code
+        self.tally[CODE[StageStatus.PENDING]] = count
+
+    def counts(self) -> dict[StageStatus, int]:
+        """How many items are in each status (those with any)."""
+        return {STATUSES[code]: n for code, n in enumerate(self.tally) if n}
+
+    @property
+    def left(self) -> int:
+        """Items not finished yet."""
+        return sum(n for code, n in enumerate(self.tally) if not STATUSES[code].finished)
+
+    def statuses(self) -> list[StageStatus]:
+        """Each item's status."""
+        return [STATUSES[code] for code in self.status]
+
+    def set(self, items: range, status: StageStatus) -> None:
+        """Give ``items`` a new status."""
+        code = CODE[status]
+        tally = self.tally
+        if len(items) > 64:  # count the old ones in C, not one by one
+            part = self.status[items.start:items.stop]
+            for old in set(part):
+                tally[old] -= part.count(old)
+        else:
+            for i in items:
+                tally[self.status[i]] -= 1
+        tally[code] += len(items)
+        self.status[items.start:items.stop] = bytes([code]) * len(items)
+
+    def started(self, items: range, worker: str, when: float) -> None:
+        """``items`` began on ``worker``."""
+        self.set(items, StageStatus.RUNNING)
+        self.start[items.start:items.stop] = array("d", [when]) * len(items)
+        self.worker[items.start:items.stop] = array("H", [self._worker(worker)]) * len(items)
+
+    def ended(self, items: range, values: list[Any], starts: array, end: float,
+              worker: str) -> None:
+        """``items`` ran on ``worker`` (each item ended when the next one started)."""
+        a, b = items.start, items.stop
+        self.values[a:b] = values
+        self.start[a:b] = starts
+        self.end[a:b - 1] = starts[1:]
+        self.end[b - 1] = end
+        self.worker[a:b] = array("H", [self._worker(worker)]) * len(items)
+
+    def tried(self, items: range, start: float, end: float, worker: str) -> None:
+        """``items`` went to ``worker`` together from ``start`` to ``end``, without a
+        result of their own (the job failed as a whole)."""
+        a, b = items.start, items.stop
+        self.start[a:b] = array("d", [start]) * len(items)
+        self.end[a:b] = array("d", [end]) * len(items)
+        self.worker[a:b] = array("H", [self._worker(worker)]) * len(items)
+
+    def failed_attempt(self, item: int, error: StageError) -> None:
+        """The current attempt of ``item`` failed; keep it as an earlier one."""
+        self.errors[item] = error
+        self.earlier.append(ItemAttempt(item, self.attempt[item], self.workers[self.worker[item]],
+                                        self.start[item], self.end[item], error.message))
+
+    def _worker(self, label: str) -> int:
+        if label not in self._numbers:
+            self._numbers[label] = len(self.workers)
+            self.workers.append(label)
+        return self._numbers[label]
+
+    def rows(self, stage: str) -> list[dict[str, Any]]:
+        """One plain dict per item attempt, earlier failed attempts included."""
+        rows = [dict(stage=stage, item=a.item, attempt=a.number, worker=a.worker,
+                     status=StageStatus.FAILED.value, start=a.start, end=a.end, error=a.error)
+                for a in self.earlier if (a.item, a.number) != self._last(a.item)]
+        for i in range(self.count):
+            status = STATUSES[self.status[i]]
+            if status in (StageStatus.PENDING, StageStatus.QUEUED) or not self.start[i]:
+                continue
+            error = self.errors.get(i) if status is StageStatus.FAILED else None
+            rows.append(dict(stage=stage, item=i, attempt=self.attempt[i],
+                             worker=self.workers[self.worker[i]], status=status.value,
+                             start=self.start[i], end=self.end[i] or None,
+                             error=error.message if error else None))
+        return rows
+
+    def _last(self, item: int) -> tuple[int, int]:
+        return item, self.attempt[item]
+
+
+def shown(args: tuple) -> str:
+    """How an error names an item's arguments: their repr, if short."""
+    try:
+        text = repr(args[0]) if len(args) == 1 else repr(args)
+    except Exception:
+        return ""
+    return text if len(text) <= 40 else ""
