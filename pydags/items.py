@@ -111,24 +111,25 @@ class Items:
             self.workers.append(label)
         return self._numbers[label]
 
-    def rows(self, stage: str) -> list[dict[str, Any]]:
+    def rows(self, stage: str, queued: float | None, cache: str | None) -> list[dict[str, Any]]:
         """One plain dict per item attempt, earlier failed attempts included."""
-        rows = [dict(stage=stage, item=a.item, attempt=a.number, worker=a.worker,
-                     status=StageStatus.FAILED.value, start=a.start, end=a.end, error=a.error)
-                for a in self.earlier if (a.item, a.number) != self._last(a.item)]
+        rows = []
+        for a in self.earlier:
+            if a.number != self.attempt[a.item]:  # the last attempt comes from the arrays
+                rows.append(dict(stage=stage, attempt=a.number, worker=a.worker,
+                                 status=StageStatus.FAILED.value, queued=queued, start=a.start,
+                                 end=a.end, error=a.error, cache=cache, item=a.item))
         for i in range(self.count):
             status = STATUSES[self.status[i]]
-            if status in (StageStatus.PENDING, StageStatus.QUEUED) or not self.start[i]:
-                continue
+            if not self.start[i]:
+                continue  # not begun
             error = self.errors.get(i) if status is StageStatus.FAILED else None
-            rows.append(dict(stage=stage, item=i, attempt=self.attempt[i],
+            rows.append(dict(stage=stage, attempt=self.attempt[i],
                              worker=self.workers[self.worker[i]], status=status.value,
-                             start=self.start[i], end=self.end[i] or None,
-                             error=error.message if error else None))
+                             queued=queued, start=self.start[i], end=self.end[i] or None,
+                             error=error.message if error else None, cache=cache, item=i))
         return rows
 
-    def _last(self, item: int) -> tuple[int, int]:
-        return item, self.attempt[item]
 
 
 def shown(args: tuple) -> str:

@@ -1,9 +1,10 @@
 """The scheduler's hold on one mapped stage: its items' arguments, which items may go out
 next, and how many go out together.
 
-Batches grow as joblib's auto-batching does: the first items go out alone; once items
-have been timed, a batch holds about ``BATCH_SECONDS`` of work, at most twice the last
-batch and at most a fair share of what is left, so every worker stays busy to the end.
+Batches are sized as joblib's auto-batching does: the first items go out alone; once
+items have been timed, a batch holds about ``BATCH_SECONDS`` of work, and at most a
+quarter of a worker's share of the items (as ``Pool.map``'s chunks), so every worker
+stays busy to the end.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ class MappedStage:
         self.function, self.sources, self.kwargs = function, sources, kwargs
         self.alone = alone  # every item in a batch of its own (a timeout is per item)
         self.ready: deque[range] = deque()
-        self.waiting = 0  # items in ``ready``
-        self.size = 1  # items in the last batch
+        self.count = len(sources[0]) if sources else 0
         self.seconds = 0.0  # measured work of the items timed so far
         self.timed = 0
 
@@ -40,7 +40,6 @@ class MappedStage:
         for part in items:
             if part:
                 self.ready.append(part)
-                self.waiting += len(part)
 
     def take(self, parallelism: int) -> range:
         """The next batch: consecutive ready items, as many as ``batch_size`` says."""
@@ -50,8 +49,6 @@ class MappedStage:
             self.ready.popleft()
         else:
             self.ready[0] = first[len(batch):]
-        self.waiting -= len(batch)
-        self.size = len(batch)
         return batch
 
     def batch_size(self, parallelism: int) -> int:
@@ -59,18 +56,17 @@ class MappedStage:
             return 1
         per_item = self.seconds / self.timed
         wanted = BATCH_SECONDS / per_item if per_item > 0 else math.inf
-        fair = math.ceil(self.waiting / (2 * max(1, parallelism)))
-        return max(1, int(min(wanted, fair, 2 * self.size)))
+        share = math.ceil(self.count / (4 * max(1, parallelism)))  # as Pool.map's chunks
+        return max(1, int(min(wanted, share)))
 
     def batch(self, items: range) -> ItemBatch:
         """The job's work for ``items``."""
         sources = self.sources
         if len(sources) == 1:
-            source = sources[0]
-            arguments = [(value,) for value in source[items.start:items.stop]]
-        else:
-            arguments = list(zip(*(s[items.start:items.stop] for s in sources), strict=True))
-        return ItemBatch(self.function, items.start, arguments, self.kwargs)
+            return ItemBatch(self.function, items.start,
+                             list(sources[0][items.start:items.stop]), self.kwargs)
+        arguments = list(zip(*(s[items.start:items.stop] for s in sources), strict=True))
+        return ItemBatch(self.function, items.start, arguments, self.kwargs, zipped=True)
 
     def arguments(self, item: int) -> tuple:
         """Item ``item``'s positional arguments."""

@@ -170,18 +170,17 @@ class Run:
 
     def records(self) -> list[dict[str, Any]]:
         """One plain dict per stage attempt (per item attempt for a mapped stage, with its
-        ``item`` number): stage, item, attempt, worker, status, times, error."""
+        ``item`` number): stage, attempt, worker, status, times, error, cache, item."""
         rows = []
         for rec in self.stage_records.values():
             if rec.name in self.items:
-                for row in self.items[rec.name].rows(rec.name):
-                    rows.append(row | dict(queued=rec.queued, cache=rec.cache))
+                rows.extend(self.items[rec.name].rows(rec.name, rec.queued, rec.cache))
                 continue
             for attempt in rec.attempts:
-                rows.append(dict(stage=rec.name, item=None, attempt=attempt.number,
-                                 worker=attempt.worker, status=attempt.status.value,
-                                 queued=rec.queued, start=attempt.start, end=attempt.end,
-                                 error=attempt.error, cache=rec.cache))
+                rows.append(dict(stage=rec.name, attempt=attempt.number, worker=attempt.worker,
+                                 status=attempt.status.value, queued=rec.queued,
+                                 start=attempt.start, end=attempt.end, error=attempt.error,
+                                 cache=rec.cache, item=None))
         return rows
 
     def to_dataframe(self) -> Any:

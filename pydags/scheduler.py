@@ -53,7 +53,7 @@ from typing import Any
 from pydags.executors.attempt import error_from_exception
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.items import CODE, Items, shown
-from pydags.mapping import SUCCEEDED, MappedStage, ranges
+from pydags.mapping import SUCCEEDED, MappedStage, ranges, succeeded
 from pydags.run import Attempt, Run
 from pydags.stage import Stage, items_of, mismatch, resolve_arguments
 from pydags.status import StageStatus
@@ -256,8 +256,11 @@ class Scheduler:
             items.set(part, StageStatus.CACHED)
         self._unblock(name, mapped=True)
         feeding = [self.run.items[p] for p in set(linked) - {None}]
-        mapped.add(ranges(i for i in range(count) if i not in known
-                          and all(f.status[i] in SUCCEEDED for f in feeding)))
+        if known or feeding:
+            mapped.add(ranges(i for i in range(count) if i not in known
+                              and all(f.status[i] in SUCCEEDED for f in feeding)))
+        else:
+            mapped.add([range(count)])
         if not items.left:
             self._map_finished(name)
             return None
@@ -288,7 +291,7 @@ class Scheduler:
             self.run.items_ended(name, batch, news.value, news.worker, news.output)
             mapped.timing(news.value)
             failed = {batch.start + p: e for p, e in news.value.errors.items()}
-            self._items_done(name, [part for part in ranges(i for i in batch if i not in failed)])
+            self._items_done(name, succeeded(batch, news.value))
         elif news.error.kind == "crash" and len(batch) > 1:
             # Which item took its worker down is unknown: each goes again in a batch of its own.
             mapped.alone = True

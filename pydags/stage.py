@@ -405,8 +405,8 @@ def items_of(value: Any, where: str) -> Any:
     if isinstance(value, (str, bytes, dict, set, frozenset)) or not hasattr(value, "__iter__"):
         hint = " (map over list(d.items()) for a dict)" if isinstance(value, dict) else ""
         raise TypeError(f"{where} is a {type(value).__name__}, which map() does not go "
-                        f"through item by item; give a list, tuple, range or array{hint} (an argument that "
-                        "goes whole to every item is given by keyword)")
+                        f"through item by item; give a list, tuple, range or array{hint} "
+                        "(an argument that goes whole to every item is given by keyword)")
     if isinstance(value, (list, tuple, range)):
         return value
     return list(value)
@@ -477,6 +477,9 @@ def _made(kind: type, parts: Any, where: str) -> Any:
                         "dict there") from None
 
 
+_PLAIN = {int, float, complex, bool, str, bytes, type(None)}  # never hold a stage
+
+
 def _holding(value: Any, where: str) -> set[int]:
     """The ids of the containers inside ``value`` that hold a stage, at any depth (walked
     without recursion, so depth is no limit)."""
@@ -487,8 +490,9 @@ def _holding(value: Any, where: str) -> set[int]:
         node, parts = stack[-1]
         if parts is None:
             parts = _parts(node, where)
-            if parts is None or id(node) in on_path:
-                stack.pop()
+            if parts is None or id(node) in on_path or (
+                    len(parts) > 16 and set(map(type, parts)) <= _PLAIN):
+                stack.pop()  # nothing to look into (a long list of numbers, say)
                 continue
             on_path.add(id(node))
             stack[-1] = (node, parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -13,7 +14,18 @@ import pytest
 distributed = pytest.importorskip("distributed")  # the test extra installs it
 
 from conftest import free_port  # noqa: E402
-from workload import clean, fails_first, load, total, wait_for_file  # noqa: E402
+from workload import (  # noqa: E402
+    clean,
+    fails_first,
+    list_files,
+    load,
+    pause_then_double,
+    read_number,
+    summarize,
+    total,
+    unless_stopped,
+    wait_for_file,
+)
 
 from pydags import StageStatus  # noqa: E402
 from pydags.examples import tutorial  # noqa: E402
@@ -196,3 +208,30 @@ def test_a_retried_upstream_stage_on_the_cluster_feeds_its_dependents_its_new_re
         executor=client, on_event=events.append)
     assert run.results["total"] == 9
     assert [e.status for e in events if e.stage == "total"][-1] is StageStatus.DONE
+
+
+def test_mapped_stages_on_the_cluster_item_by_item_with_a_failing_item(client, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.csv").write_text(str(i))
+    numbers = read_number.map(list_files(str(folder)), scale=2)
+    doubled = pause_then_double.map(numbers)
+    summary = summarize(doubled)
+    run = Pipeline("map-on-dask", [summary]).start(executor=client)
+    assert run.results["pause_then_double"] == [4.0 * i for i in range(12)]
+    assert run.results["summarize"] == {"count": 12, "total": 4.0 * sum(range(12))}
+    workers = {r["worker"] for r in run.records() if r["stage"] == "read_number"}
+    assert workers <= set(client.nthreads()) and workers
+
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    (tmp_path / "stop").touch()
+    tens = unless_stopped.map(range(6), stop_file=str(tmp_path / "stop"), calls=str(calls))
+    run = Pipeline("map-fails-on-dask", [summarize(tens.options(retries=1))]).start(
+        executor=client, raise_on_error=False)
+    assert run.status == {"unless_stopped": StageStatus.FAILED,
+                          "summarize": StageStatus.SKIPPED}
+    assert "1 of 6 items of stage 'unless_stopped' failed: item 3 (3)" in run.errors[
+        "unless_stopped"]
+    assert sorted(n.split("-")[0] for n in os.listdir(calls)).count("3") == 2

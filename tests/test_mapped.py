@@ -62,7 +62,7 @@ def test_arguments_of_different_lengths_are_an_error_naming_both():
         pause_then_double.map(x=[1, 2])
     with pytest.raises(TypeError, match="mapped argument 0 is a str"):
         pause_then_double.map("abc")
-    with pytest.raises(TypeError, match="mapped argument 0 is a dict.*list\\(d.items\\(\\)\\)"):
+    with pytest.raises(TypeError, match=r"mapped argument 0 is a dict.*list\(d.items\(\)\)"):
         pause_then_double.map({"a": 1})
 
 
@@ -90,7 +90,8 @@ def test_a_failing_item_is_retried_alone_then_fails_the_map_naming_it(tmp_path):
     stop, calls = tmp_path / "stop", tmp_path / "calls"
     stop.touch()
     calls.mkdir()
-    tens = unless_stopped.map(list(range(8)), stop_file=str(stop), calls=str(calls)).options(retries=2)
+    tens = unless_stopped.map(list(range(8)), stop_file=str(stop), calls=str(calls))
+    tens.options(retries=2)
     after = summarize(tens)
     pipeline = Pipeline("items", [after])
     with pytest.raises(PipelineError) as raised:

@@ -37,21 +37,26 @@ class ItemBatch:
 
     function: Callable[..., Any]
     first: int
-    arguments: list[tuple]  # each item's positional arguments
+    arguments: list[Any]  # each item's argument, or its tuple of arguments if ``zipped``
     kwargs: dict = field(default_factory=dict)
+    zipped: bool = False
 
     def __call__(self) -> BatchResult:
-        function, kwargs = self.function, self.kwargs
+        function = getattr(self.function, "function", self.function)  # a StageCall's own
+        kwargs, zipped = self.kwargs, self.zipped
         count = len(self.arguments)
         values: list[Any] = [None] * count
         errors: dict[int, StageError] = {}
         starts = array("d", bytes(8 * count))
         clock = time.time
-        awaits = inspect.iscoroutinefunction(getattr(function, "function", function))
-        for position, args in enumerate(self.arguments):
+        awaits = inspect.iscoroutinefunction(function)
+        for position, argument in enumerate(self.arguments):
             starts[position] = clock()
             try:
-                value = function(*args, **kwargs)
+                if zipped:
+                    value = function(*argument, **kwargs)
+                else:
+                    value = function(argument, **kwargs) if kwargs else function(argument)
                 values[position] = awaited(value) if awaits else value
             except Exception as exc:  # this item's failure; the batch goes on
                 errors[position] = _portable(error_from_exception(exc))

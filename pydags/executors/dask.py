@@ -26,6 +26,7 @@ import cloudpickle
 
 from pydags.executors.attempt import execute
 from pydags.executors.base import Executor, Job, Outcome, StageError, Started
+from pydags.executors.batch import ItemBatch
 from pydags.stage import StageCall
 
 try:
@@ -103,10 +104,9 @@ class DaskExecutor(Executor):
         for key, job in self._unsent.items():
             # Dask resolves upstream futures inside the arguments on the worker. Workers
             # elsewhere may lack the stage's module: the function goes by value.
-            function = job.function
-            if isinstance(function, StageCall):
-                function = self._sent.setdefault(
-                    id(function.function), StageCall(function.function, by_reference=False))
+            function = self._by_value(job.function)
+            if isinstance(function, ItemBatch):
+                function = dataclasses.replace(function, function=self._by_value(function.function))
             bare = dataclasses.replace(job, function=function, args=(), kwargs={})
             graph[key] = Task(key, run_on_worker, self.topic, key, bare,
                               parse_input(list(job.args)), parse_input(dict(job.kwargs)))
@@ -116,6 +116,16 @@ class DaskExecutor(Executor):
             future.add_done_callback(
                 lambda f, name=job.name, attempt=job.attempt: self._on_done(name, attempt, f))
         self._unsent.clear()
+
+    def _by_value(self, function: Any) -> Any:
+        if not isinstance(function, StageCall):
+            return function
+        return self._sent.setdefault(id(function.function),
+                                     StageCall(function.function, by_reference=False))
+
+    @property
+    def parallelism(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
         self._send()
