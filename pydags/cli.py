@@ -54,6 +54,9 @@ def progress_table(run: Run) -> Table:
     table.add_row(f"[bold]{finished}/{len(run.stage_records)}[/] stages finished",
                   f"{run.wall_time or 0:.1f}s")
     table.add_row("running:", ", ".join(running[:8]) + (" …" if len(running) > 8 else ""))
+    for name in running:
+        if name in run.items:
+            table.add_row(f"  {name}:", run.items[name].summary())
     failed = run.failed()
     if failed:
         table.add_row("[red]failed:[/]", ", ".join(failed))
@@ -69,7 +72,8 @@ def summary_table(run: Run) -> Table:
     for record in run.stage_records.values():
         look = PALETTE[record.status].rich
         took = f"{record.duration:.2f}" if record.duration is not None else "-"
-        row = [record.name, f"[{look}]{record.status.value}[/]", took, record.worker or "-"]
+        worker = run.items[record.name].summary() if record.name in run.items else record.worker
+        row = [record.name, f"[{look}]{record.status.value}[/]", took, worker or "-"]
         table.add_row(*row, *([record.cache or "-"] if cached else []))
     return table
 

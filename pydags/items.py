@@ -47,10 +47,16 @@ class Items:
         self.earlier: list[ItemAttempt] = []
         self.tally = [0] * len(STATUSES)  # items per status code
         self.tally[CODE[StageStatus.PENDING]] = count
+        self.version = 0  # changes whenever an item does
 
     def counts(self) -> dict[StageStatus, int]:
         """How many items are in each status (those with any)."""
         return {STATUSES[code]: n for code, n in enumerate(self.tally) if n}
+
+    def summary(self) -> str:
+        """``25 items: 24 done · 1 failed``."""
+        counts = " · ".join(f"{n} {status.value}" for status, n in self.counts().items())
+        return f"{self.count} item{'s' * (self.count != 1)}" + (f": {counts}" if counts else "")
 
     @property
     def left(self) -> int:
@@ -74,6 +80,7 @@ class Items:
                 tally[self.status[i]] -= 1
         tally[code] += len(items)
         self.status[items.start:items.stop] = bytes([code]) * len(items)
+        self.version += 1
 
     def started(self, items: range, worker: str, when: float) -> None:
         """``items`` began on ``worker``."""
@@ -104,6 +111,27 @@ class Items:
         self.errors[item] = error
         self.earlier.append(ItemAttempt(item, self.attempt[item], self.workers[self.worker[item]],
                                         self.start[item], self.end[item], error.message))
+
+    def spans(self, stage: str, now: float) -> list[tuple]:
+        """Timeline bars: items that ran one after another on a worker with the same outcome
+        make one bar ("clean[0..511]"), so 100,000 tiny items stay drawable; an item of its
+        own is a bar of its own. Each: label, worker, start, end, status, attempt."""
+        bars = [(f"{stage}[{a.item}]", a.worker, a.start, a.end, StageStatus.FAILED, a.number)
+                for a in self.earlier if a.number != self.attempt[a.item]]
+        start, end, status, worker = self.start, self.end, self.status, self.worker
+        first = None
+        for i in range(self.count + 1):
+            if first is not None and (
+                    i == self.count or status[i] != status[first] or worker[i] != worker[first]
+                    or not (end[i - 1] == start[i]  # the next item of the same batch
+                            or (start[i], end[i]) == (start[i - 1], end[i - 1]))):  # running
+                label = f"{stage}[{first}]" if i - 1 == first else f"{stage}[{first}..{i - 1}]"
+                bars.append((label, self.workers[worker[first]], start[first],
+                             end[i - 1] or now, STATUSES[status[first]], self.attempt[first]))
+                first = None
+            if i < self.count and first is None and start[i] and worker[i]:
+                first = i
+        return bars
 
     def _worker(self, label: str) -> int:
         if label not in self._numbers:

@@ -75,6 +75,8 @@ def _row(record: StageRecord, run: Run) -> str:
         details.append(html.escape(record.cache))
     if len(record.attempts) > 1:
         details.append(f"{len(record.attempts)} attempts")
+    if record.name in run.items:
+        details.append(html.escape(run.items[record.name].summary()))
     parts = []
     if record.error is not None:
         parts.append(_details("traceback", f"<pre>{html.escape(str(record.error))}</pre>",

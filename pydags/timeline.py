@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from pydags.draw import InlineFigure
-from pydags.run import Attempt
-from pydags.status import PALETTE
+from pydags.status import PALETTE, StageStatus
 
 if TYPE_CHECKING:
     from pydags.run import Run
@@ -20,15 +19,42 @@ LABEL_SIZE = 9
 LABEL_POINTS_PER_CHAR = 0.6 * LABEL_SIZE  # a DejaVu Sans character is about this wide
 
 
+class Bar(NamedTuple):
+    """One bar of the timeline: a stage attempt, or items of a mapped stage run in a row."""
+
+    label: str
+    stage: str
+    worker: str
+    start: float
+    end: float
+    status: StageStatus
+    attempt: int
+
+
+def bars(run: Run, now: float | None = None) -> list[Bar]:
+    """Every bar of the run's timeline; what still runs ends ``now``."""
+    now = time.time() if now is None else now
+    found = []
+    for record in run.stage_records.values():
+        items = run.items.get(record.name)
+        if items is not None:
+            found += [Bar(label, record.name, *rest) for label, *rest in
+                      items.spans(record.name, now)]
+            continue
+        found += [Bar(record.name, record.name, a.worker, a.start, a.end or now, a.status,
+                      a.number) for a in record.attempts]
+    return found
+
+
 def figures(run: Run) -> dict[str, Any]:
     """Wall time, total stage time, workers used, parallel efficiency and the longest stage."""
-    bars = [a for r in run.stage_records.values() for a in r.attempts if a.end is not None]
-    workers = sorted({a.worker for a in bars}) or ["-"]
-    if not bars:
+    ended = [b for b in bars(run) if b.status is not StageStatus.RUNNING]
+    workers = sorted({b.worker for b in ended}) or ["-"]
+    if not ended:
         return dict(wall=0.0, work=0.0, workers=len(workers), efficiency=0.0, longest=None)
-    start = min(a.start for a in bars)
-    wall = max(a.end for a in bars) - start
-    work = sum(a.end - a.start for a in bars)
+    start = min(b.start for b in ended)
+    wall = max(b.end for b in ended) - start
+    work = sum(b.end - b.start for b in ended)
     longest = max(run.stage_records.values(), key=lambda r: r.duration or 0.0)
     efficiency = work / (wall * len(workers)) if wall > 0 else 1.0
     return dict(wall=wall, work=work, workers=len(workers), efficiency=efficiency,
@@ -60,30 +86,30 @@ def critical_path(run: Run) -> list[str]:
 
 
 def draw_timeline(run: Run, ax: Any = None) -> Figure:
-    """One row per worker, one bar per stage attempt in its status colour."""
-    now = time.time()  # attempts still running are drawn up to now
-    bars = [(r.name, a if a.end is not None else Attempt(a.number, a.worker, a.start, now))
-            for r in run.stage_records.values() for a in r.attempts]
-    workers = sorted({a.worker for _, a in bars})
+    """One row per worker, one bar per stage attempt (per run of items, for a mapped stage)
+    in its status colour."""
+    drawn = bars(run)
+    workers = sorted({b.worker for b in drawn})
     row = {w: i for i, w in enumerate(workers)}
     if ax is None:
         figure = InlineFigure(figsize=(9, 1.2 + 0.55 * max(len(workers), 1)), dpi=100)
         ax = figure.add_subplot()
     figure = ax.figure
-    origin = min((a.start for _, a in bars), default=0.0)
-    wall = max((a.end for _, a in bars), default=origin + 1.0) - origin
+    origin = min((b.start for b in drawn), default=0.0)
+    wall = max((b.end for b in drawn), default=origin + 1.0) - origin
     span = wall * 1.02 if wall > 0 else 1.0
     points_per_second = 0.85 * ax.get_position().width * figure.get_figwidth() * 72 / span
     on_path = set(critical_path(run))
-    for name, attempt in bars:
-        look = PALETTE[attempt.status]
-        x, width = attempt.start - origin, attempt.end - attempt.start
-        y = row[attempt.worker] - 0.38
+    for bar in drawn:
+        look = PALETTE[bar.status]
+        x, width = bar.start - origin, bar.end - bar.start
+        y = row[bar.worker] - 0.38
+        critical = bar.stage in on_path
         ax.add_patch(Rectangle((x, y), width, 0.76, facecolor=look.fill, hatch=look.hatch,
-                               edgecolor="black" if name in on_path else look.edge,
-                               linewidth=2.2 if name in on_path else 0.8, gid=name))
-        if width * points_per_second > LABEL_POINTS_PER_CHAR * (len(name) + 1):  # it fits
-            ax.text(x + width / 2, row[attempt.worker], name, ha="center", va="center",
+                               edgecolor="black" if critical else look.edge,
+                               linewidth=2.2 if critical else 0.8, gid=bar.label))
+        if width * points_per_second > LABEL_POINTS_PER_CHAR * (len(bar.label) + 1):  # it fits
+            ax.text(x + width / 2, row[bar.worker], bar.label, ha="center", va="center",
                     fontsize=LABEL_SIZE, clip_on=True)
     ax.set_xlim(0, span)
     ax.set_ylim(-0.6, len(workers) - 0.4)

@@ -4,6 +4,10 @@
 // Run / Cancel / re-run messages go to the kernel and are handled once it is free.
 
 const DASH = { solid: "", dashed: "5,3", dotted: "1.5,2.5" };
+const SVG = "http://www.w3.org/2000/svg";
+const STATUS = { p: "pending", q: "queued", r: "running", y: "retrying", d: "done",
+                 c: "cached", f: "failed", s: "skipped", x: "cancelled" };
+const ROW = 18; // px per item in a map's item list
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -50,6 +54,7 @@ function render({ model, el: root }) {
     boxes.clear();
     const svg = canvas.querySelector("svg");
     if (!svg) return;
+    svg.style.overflow = "visible"; // a map's count sits under its box, maybe past the edge
     for (const group of svg.querySelectorAll('g[id^="pydags-stage:"]')) {
       const name = group.id.slice("pydags-stage:".length);
       const shape = group.querySelector("path");
@@ -79,7 +84,7 @@ function render({ model, el: root }) {
 
   function elapsed(stage) {
     if (stage.start == null) return null;
-    return (stage.end ?? now()) - stage.start;
+    return Math.max(0, (stage.end ?? now()) - stage.start); // the clocks differ by the latency
   }
 
   function place(parts) {
@@ -103,9 +108,57 @@ function render({ model, el: root }) {
       parts.shape.style.stroke = look.edge;
       parts.shape.style.strokeDasharray = DASH[look.dash] || "";
       parts.group.dataset.status = stage.status;
-      const time = elapsed(stage);
-      parts.note.textContent = time == null ? "" : `${time.toFixed(1)}s`;
+      parts.note.textContent = noteOf(name, stage);
+      itemBar(name, parts, looks);
     }
+  }
+
+  function noteOf(name, stage) {
+    const time = elapsed(stage);
+    const text = time == null ? "" : `${time.toFixed(1)}s`;
+    const info = model.get("items")[name];
+    if (!info) return text;
+    const done = (info.tally.done || 0) + (info.tally.cached || 0);
+    const failed = info.tally.failed ? ` · ${info.tally.failed} failed` : "";
+    return `${done}/${info.count} items${failed}` + (text ? ` · ${text}` : "");
+  }
+
+  function itemBar(name, parts, looks) {
+    // A mapped stage: a bar along the bottom of its box, split into its items' statuses.
+    const info = model.get("items")[name];
+    if (!info || !info.count) return;
+    const box = parts.shape.getBBox();
+    if (!box.width) return;
+    if (!parts.items) {
+      parts.items = document.createElementNS(SVG, "g");
+      parts.items.setAttribute("class", "pydags-item-bar");
+      parts.group.parentNode.append(parts.items);
+    }
+    // the bar just under the box, the count under the bar
+    const y = box.y + box.height + 2;
+    parts.note.setAttribute("x", box.x);
+    parts.note.setAttribute("y", y + 15);
+    parts.note.style.textAnchor = "start";
+    const segments = [];
+    let x = box.x;
+    const back = document.createElementNS(SVG, "rect");
+    Object.entries({ x, y, width: box.width, height: 5, rx: 1 })
+      .forEach(([k, v]) => back.setAttribute(k, v));
+    back.style.fill = looks.pending.fill;
+    back.style.stroke = looks.pending.edge;
+    back.style.strokeWidth = "0.5";
+    segments.push(back);
+    for (const status of ["done", "cached", "failed", "running", "retrying", "cancelled"]) {
+      const n = info.tally[status];
+      if (!n) continue;
+      const rect = document.createElementNS(SVG, "rect");
+      const w = box.width * n / info.count;
+      Object.entries({ x, y, width: w, height: 5 }).forEach(([k, v]) => rect.setAttribute(k, v));
+      rect.style.fill = looks[status].fill;
+      segments.push(rect);
+      x += w;
+    }
+    parts.items.replaceChildren(...segments);
   }
 
   function header_() {
@@ -144,9 +197,7 @@ function render({ model, el: root }) {
     for (const [name, parts] of boxes) {
       place(parts);
       const stage = model.get("stages")[name];
-      if (stage && stage.status === "running") {
-        parts.note.textContent = `${elapsed(stage).toFixed(1)}s`;
-      }
+      if (stage && stage.status === "running") parts.note.textContent = noteOf(name, stage);
     }
     if (chosen) {
       const live = inspector.querySelector(".pydags-elapsed");
@@ -172,6 +223,7 @@ function render({ model, el: root }) {
     if (stage.attempts > 1) rows.push(` · ${stage.attempts} attempts`);
     if (stage.cache) rows.push(` · ${stage.cache}`);
     const body = [el("div", { class: "pydags-inspector-head" }, ...rows)];
+    if (model.get("items")[chosen]) body.push(...itemsPanel(chosen));
     if (stage.error) body.push(el("div", {}, el("b", {}, "traceback")), el("pre", {}, stage.error));
     if (stage.output) body.push(el("div", {}, el("b", {}, "output")), el("pre", {}, stage.output));
     if (stage.result) {
@@ -191,6 +243,53 @@ function render({ model, el: root }) {
       }
     }
     inspector.replaceChildren(...body);
+  }
+
+  let itemFilter = "all", itemScroll = 0;
+
+  function itemsPanel(name) {
+    // Every item of a map, in a list that draws only the rows in sight: fast at 100,000.
+    const info = model.get("items")[name];
+    const looks = model.get("looks");
+    const tally = Object.entries(info.tally).map(([status, n]) => `${n} ${status}`);
+    const filters = el("span", { class: "pydags-item-filters" });
+    for (const which of ["all", "failed", "running", "done"]) {
+      const button = el("button", { class: "pydags-tab" + (which === itemFilter ? " pydags-active" : "") },
+                        which);
+      button.addEventListener("click", () => { itemFilter = which; itemScroll = 0; inspect(); });
+      filters.append(button);
+    }
+    const letter = { failed: "f", running: "r", done: "d" }[itemFilter];
+    const shown = [];
+    for (let i = 0; i < info.codes.length; i++) {
+      if (!letter || info.codes[i] === letter) shown.push(i);
+    }
+    const list = el("div", { class: "pydags-items" });
+    const spacer = el("div", { style: `height:${shown.length * ROW}px;position:relative` });
+    list.append(spacer);
+    function paint() {
+      itemScroll = list.scrollTop;
+      const first = Math.floor(list.scrollTop / ROW);
+      const last = Math.min(shown.length, first + Math.ceil((list.clientHeight || 240) / ROW) + 2);
+      const rows = [];
+      for (let k = first; k < last; k++) {
+        const i = shown[k];
+        const status = STATUS[info.codes[i]];
+        const ms = info.ms[i];
+        const row = el("div", { class: "pydags-item", style: `top:${k * ROW}px` },
+                       el("span", { class: "pydags-item-index" }, `#${i}`),
+                       el("span", { class: "pydags-item-status",
+                                    style: `border-left:8px solid ${looks[status].fill}` }, status),
+                       el("span", { class: "pydags-item-time" }, ms >= 0 ? `${(ms / 1000).toFixed(3)}s` : ""),
+                       el("span", { class: "pydags-item-error" }, info.errors[i] || ""));
+        rows.push(row);
+      }
+      spacer.replaceChildren(...rows);
+    }
+    list.addEventListener("scroll", paint);
+    requestAnimationFrame(() => { list.scrollTop = itemScroll; paint(); });
+    return [el("div", { class: "pydags-items-head" }, el("b", {}, `${info.count} items`),
+               ` · ${tally.join(" · ")} `, filters), list];
   }
 
   function autoChoose() {
@@ -226,7 +325,7 @@ function render({ model, el: root }) {
       label.textContent = worker;
       svg.append(label);
     });
-    for (const [stage, worker, start, end, status, attempt] of rows) {
+    for (const [label, worker, start, end, status, attempt, stage] of rows) {
       const x = left + (start - t0) * scale;
       const w = Math.max(((end ?? now()) - start) * scale, 1.5);
       const y = workers.indexOf(worker) * lane + 3;
@@ -236,17 +335,17 @@ function render({ model, el: root }) {
       rect.style.fill = (looks[status] || looks.running).fill;
       rect.style.stroke = (looks[status] || looks.running).edge;
       const tip = document.createElementNS(ns, "title");
-      tip.textContent = `${stage} (attempt ${attempt}) on ${worker}\n` +
+      tip.textContent = `${label} (attempt ${attempt}) on ${worker}\n` +
         `start +${(start - t0).toFixed(2)}s, ${((end ?? now()) - start).toFixed(2)}s, ${status}`;
       rect.append(tip);
       rect.addEventListener("click", () => choose(stage, true));
       svg.append(rect);
-      if (w > 7 * stage.length) {
+      if (w > 7 * label.length) {
         const text = document.createElementNS(ns, "text");
         text.setAttribute("x", x + 3);
         text.setAttribute("y", y + lane / 2 + 1);
         text.setAttribute("class", "pydags-bar-label");
-        text.textContent = stage;
+        text.textContent = label;
         svg.append(text);
       }
     }
@@ -285,6 +384,7 @@ function render({ model, el: root }) {
   model.on("change:svg", drawDag);
   model.on("change:stages", () => { recolour(); header_(); autoChoose(); drawTimeline(); });
   model.on("change:bars", drawTimeline);
+  model.on("change:items", () => { recolour(); if (chosen && model.get("items")[chosen]) inspect(); });
   model.on("change:clock", () => { clockSync(); tick(); });
   model.on("change:state", header_);
 

@@ -15,6 +15,7 @@ kernel and no widget state, and the widget's models are closed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from contextvars import copy_context
@@ -25,15 +26,20 @@ import anywidget
 import traitlets
 
 from pydags.draw import Drawing
+from pydags.items import CODE, STATUSES
 from pydags.report import preview, run_html
 from pydags.run import Event, Run
 from pydags.status import PALETTE, StageStatus
+from pydags.timeline import bars
 
 if TYPE_CHECKING:
     from pydags.pipeline import Pipeline
 
 PUSH_SECONDS = 0.2  # at most one push of new state this often while a run goes on
+ITEMS_SECONDS = 1.0  # a large map's items are sent at most this often
 OUTPUT_SHOWN = 5000  # characters of a stage's output the view holds
+ERRORS_SHOWN = 1000  # failed items of a map whose errors the view holds
+LETTERS = bytes.maketrans(bytes(range(len(STATUSES))), b"pqrydcfsx")  # a status code each
 
 
 class PipelineWidget(anywidget.AnyWidget):
@@ -46,6 +52,7 @@ class PipelineWidget(anywidget.AnyWidget):
     looks = traitlets.Dict().tag(sync=True)
     stages = traitlets.Dict().tag(sync=True)
     bars = traitlets.List().tag(sync=True)
+    items = traitlets.Dict().tag(sync=True)
     clock = traitlets.Dict().tag(sync=True)
     state = traitlets.Unicode("idle").tag(sync=True)
     actions = traitlets.Bool(True).tag(sync=True)
@@ -57,6 +64,8 @@ class PipelineWidget(anywidget.AnyWidget):
         self.run: Run | None = None
         self.pushes = 0
         self._dirty: set[str] = set()
+        self._item_state: dict[str, tuple[int, float, list, dict]] = {}  # name -> version,
+        # when, bars, detail: a map's items as last sent
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._display: Any = None
@@ -151,12 +160,39 @@ class PipelineWidget(anywidget.AnyWidget):
             dirty, self._dirty = self._dirty, set()
             changed = {name: self._stage(run, name) for name in dirty
                        if name in run.stage_records}
+            items = {name: self._items(run, name) for name in run.items}
+            stages = [[b.label, b.worker, b.start, b.end, b.status.value, b.attempt, b.stage]
+                      for b in bars(run) if b.stage not in items]
             with self.hold_sync():
                 self.stages = {**self.stages, **changed}
-                self.bars = [[r["stage"], r["worker"], r["start"], r["end"], r["status"],
-                              r["attempt"]] for r in run.records()]
+                self.bars = stages + [bar for shown, _ in items.values() for bar in shown]
+                if items:
+                    self.items = {name: detail for name, (_, detail) in items.items()}
                 self.clock = {"started": run.started, "ended": run.ended, "now": time.time()}
             self.pushes += 1
+
+    def _items(self, run: Run, name: str) -> tuple[list, dict]:
+        """A map's timeline bars and its items' statuses, durations and errors; sent again
+        once they change, but for a large map not more than every ``ITEMS_SECONDS``."""
+        items, now = run.items[name], time.time()
+        version, when, shown, detail = self._item_state.get(name, (-1, 0.0, [], {}))
+        if version == items.version or (items.count > 5000 and run.ended is None
+                                        and now - when < ITEMS_SECONDS):
+            return shown, detail
+        shown = [[label, worker, start, None if status is StageStatus.RUNNING else end,
+                  status.value, attempt, name]
+                 for label, worker, start, end, status, attempt in items.spans(name, now)]
+        start, end = items.start, items.end
+        errors = {i: e.message for i, e in itertools.islice(items.errors.items(), ERRORS_SHOWN)
+                  if items.status[i] != CODE[StageStatus.DONE]}
+        detail = {"count": items.count,
+                  "tally": {s.value: n for s, n in items.counts().items()},
+                  "codes": bytes(items.status).translate(LETTERS).decode(),
+                  "ms": [round(1000 * (e - s)) if e and s else -1
+                         for s, e in zip(start, end, strict=True)],
+                  "errors": errors}
+        self._item_state[name] = (items.version, now, shown, detail)
+        return shown, detail
 
     def _stage(self, run: Run, name: str) -> dict[str, Any]:
         record = run.stage_records[name]

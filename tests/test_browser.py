@@ -65,6 +65,16 @@ def sleeper():
 
 run = Pipeline("inline", [sleeper()]).start()
 """,
+    # a map over 100,000 items, its last item holding the blocking run for a while
+    "mapped": f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pydags import Pipeline
+from workload import fails_for
+
+run = Pipeline("mapped", [fails_for.map(range(100_000), bad=(7,), seconds=15)]).start(
+    num_cores=2, raise_on_error=False)
+""",
     # a view that stays: pipeline.widget()
     "themed": """
 from pydags.examples import tutorial
@@ -191,6 +201,35 @@ def test_a_blocking_run_stays_clickable_and_its_clock_ticks(page, lab, tmp_path)
     shots = os.environ.get("PYDAGS_SCREENSHOTS")
     if shots:  # the README's picture of the live view
         page.locator(".pydags-view").screenshot(path=str(Path(shots) / "live_view.png"))
+    assert prompt(page) == "[*]:", "the cell was meant to be still running"
+
+
+def test_a_map_of_100000_items_shows_its_progress_and_lists_its_items_mid_run(page, lab):
+    open_and_run_all(page, lab, "mapped.ipynb")
+    ready_view(page)
+    node = ".pydags-view g[id='pydags-stage:fails_for']"
+    page.wait_for_function(  # the batch holding the slow item is all that is left
+        "() => { const m = /^(\\d+)\\/100000/.exec("
+        "document.querySelector('.pydags-note')?.textContent || ''); return m && +m[1] > 50000 }",
+        timeout=120_000)
+    assert page.locator(".pydags-item-bar rect").count() >= 4  # back, done, failed, running
+    assert "1 failed" in page.text_content(".pydags-note")
+    page.click(node)
+    head = page.inner_text(".pydags-view .pydags-items-head")
+    assert "100000 items" in head and "1 failed" in head and "running" in head, head
+    page.wait_for_selector(".pydags-view .pydags-item", timeout=10_000)
+    rows = page.locator(".pydags-view .pydags-item")
+    assert 5 <= rows.count() <= 40  # only the rows in sight are drawn
+    page.click(".pydags-item-filters button:has-text('failed')")
+    failed = page.inner_text(".pydags-view .pydags-item")
+    assert "#7" in failed and "ValueError: item 7 is bad" in failed, failed
+    page.click(".pydags-item-filters button:has-text('all')")
+    page.eval_on_selector(".pydags-view .pydags-items", "list => list.scrollTop = 1e9")
+    page.wait_for_selector(".pydags-view .pydags-item:has-text('#99999')", timeout=10_000)
+    assert "running" in page.inner_text(".pydags-view .pydags-item:has-text('#99999')")
+    shots = os.environ.get("PYDAGS_SCREENSHOTS")
+    if shots:
+        page.locator(".pydags-view").screenshot(path=str(Path(shots) / "mapped_view.png"))
     assert prompt(page) == "[*]:", "the cell was meant to be still running"
 
 

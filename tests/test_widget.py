@@ -7,7 +7,7 @@ import threading
 import ipywidgets
 import pytest
 from conftest import assert_no_orphans
-from workload import sleepy
+from workload import fails_for, sleepy
 
 from pydags import StageStatus
 from pydags.examples import tutorial
@@ -155,3 +155,25 @@ def test_repeated_runs_leave_no_more_live_widgets_than_one(monkeypatch):
 class _FakeHandle:
     def update(self, bundle, raw=False):
         assert "text/html" in bundle
+
+
+def test_a_mapped_stage_sends_its_items_statuses_durations_errors_and_bars():
+    squares = fails_for.map(range(6000), bad=(7, 4000))
+    pipeline = Pipeline("items-view").add_stages(after(squares))
+    view = pipeline.widget()
+    run = pipeline.prepare(num_cores=2, raise_on_error=False)
+    view.attach(run)
+    run.start()
+    items = view.items["fails_for"]
+    assert items["count"] == 6000 and items["tally"] == {"done": 5998, "failed": 2}
+    assert items["codes"][7] == items["codes"][4000] == "f" and items["codes"].count("d") == 5998
+    assert len(items["ms"]) == 6000 and min(items["ms"]) >= 0
+    assert {int(i) for i in items["errors"]} == {7, 4000}
+    assert "ValueError: item 7 is bad" in items["errors"][7]
+    assert statuses(view)["fails_for"] == "failed" and statuses(view)["after"] == "skipped"
+    bars = [b for b in view.bars if b[6] == "fails_for"]
+    covered = 0
+    for label, *_ in bars:
+        first, _, last = label[len("fails_for["):-1].partition("..")
+        covered += int(last or first) - int(first) + 1
+    assert covered == 6000 and len(bars) < 200  # each item in one bar; batches drawn whole

@@ -317,3 +317,13 @@ def crashes_on(x, bad):
     if x == bad:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+@stage
+def fails_for(x, bad=(), seconds=0.0):
+    """Raises for the items in ``bad``; sleeps ``seconds`` for the last of 100,000."""
+    if x in bad:
+        raise ValueError(f"item {x} is bad")
+    if x == 99_999:
+        time.sleep(seconds)
+    return x * x
