@@ -120,6 +120,13 @@ class Drawing:
         self.texts = {}
         for node in graph:
             x, y = centre[node]
+            if graph.nodes[node].get("mapped"):  # a stack of cards: one per item
+                for step in (2, 1):
+                    ax.add_patch(FancyBboxPatch(
+                        (x - BOX_WIDTH / 2 + 0.05 * step, y - self.box_height / 2 + 0.05 * step),
+                        BOX_WIDTH, self.box_height, boxstyle="round,pad=0,rounding_size=0.08",
+                        linewidth=1.0, zorder=1.5 - 0.1 * step, facecolor="#fafafa",
+                        edgecolor="#8c8c8c"))
             box = FancyBboxPatch((x - BOX_WIDTH / 2, y - self.box_height / 2), BOX_WIDTH,
                                  self.box_height, boxstyle="round,pad=0,rounding_size=0.08",
                                  linewidth=1.4, zorder=2, gid=str(node))

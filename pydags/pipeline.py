@@ -123,11 +123,13 @@ class Pipeline:
 
     @property
     def graph(self) -> nx.DiGraph:
-        """A ``networkx.DiGraph`` of stage names, an edge from each dependency to its stage."""
+        """A ``networkx.DiGraph`` of stage names, an edge from each dependency to its stage
+        (each node's ``mapped`` attribute says whether it runs once per item)."""
         self._check()
         if self._graph is None:
             graph = nx.DiGraph()
-            graph.add_nodes_from(self._by_name)
+            graph.add_nodes_from((name, {"mapped": item.mapped})
+                                 for name, item in self._by_name.items())
             for name, item in self._by_name.items():
                 graph.add_edges_from((dep.name, name) for dep in item.dependencies)
             self._graph = graph

@@ -197,7 +197,7 @@ class Run:
         from pydags.report import run_html
 
         graph = nx.DiGraph()
-        graph.add_nodes_from(self.stage_records)
+        graph.add_nodes_from((name, {"mapped": name in self.items}) for name in self.stage_records)
         graph.add_edges_from((d, n) for n, deps in self.dependencies.items() for d in deps)
         return run_html(graph, self)
 
