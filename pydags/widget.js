@@ -152,7 +152,7 @@ function render({ model, el: root }) {
       const n = info.tally[status];
       if (!n) continue;
       const rect = document.createElementNS(SVG, "rect");
-      const w = box.width * n / info.count;
+      const w = Math.max(box.width * n / info.count, status === "failed" ? 3 : 0); // seen
       Object.entries({ x, y, width: w, height: 5 }).forEach(([k, v]) => rect.setAttribute(k, v));
       rect.style.fill = looks[status].fill;
       segments.push(rect);
