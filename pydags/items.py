@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydags.executors.base import StageError
+from pydags.executors.batch import BatchResult, place
 from pydags.status import StageStatus
 
 STATUSES = list(StageStatus)
@@ -88,14 +89,13 @@ class Items:
         self.start[items.start:items.stop] = array("d", [when]) * len(items)
         self.worker[items.start:items.stop] = array("H", [self._worker(worker)]) * len(items)
 
-    def ended(self, items: range, values: list[Any], starts: array, end: float,
-              worker: str) -> None:
+    def ended(self, items: range, result: BatchResult, worker: str) -> None:
         """``items`` ran on ``worker`` (each item ended when the next one started)."""
         a, b = items.start, items.stop
-        self.values[a:b] = values
-        self.start[a:b] = starts
-        self.end[a:b - 1] = starts[1:]
-        self.end[b - 1] = end
+        place(self.values, a, result)
+        self.start[a:b] = result.starts
+        self.end[a:b - 1] = result.starts[1:]
+        self.end[b - 1] = result.end
         self.worker[a:b] = array("H", [self._worker(worker)]) * len(items)
 
     def tried(self, items: range, start: float, end: float, worker: str) -> None:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from pydags.executors.base import Executor
 from pydags.executors.batch import BatchResult, ItemBatch
 from pydags.items import CODE, Items
 from pydags.status import StageStatus
@@ -26,9 +27,10 @@ BATCH_SECONDS = 0.1  # work per batch once items are timed: a round trip is ~0.1
 class MappedStage:
     """Items of one mapped stage waiting to go out, and how to make a batch of them."""
 
-    def __init__(self, function: Callable[..., Any], sources: list[Sequence], kwargs: dict,
-                 *, alone: bool):
-        self.function, self.sources, self.kwargs = function, sources, kwargs
+    def __init__(self, stage: str, function: Callable[..., Any], sources: list[Sequence],
+                 linked: list[str | None], kwargs: dict, *, alone: bool):
+        self.stage, self.function, self.kwargs = stage, function, kwargs
+        self.sources, self.linked = sources, linked  # linked: the map a source comes from
         self.alone = alone  # every item in a batch of its own (a timeout is per item)
         self.ready: deque[range] = deque()
         self.count = len(sources[0]) if sources else 0
@@ -59,14 +61,14 @@ class MappedStage:
         share = math.ceil(self.count / (4 * max(1, parallelism)))  # as Pool.map's chunks
         return max(1, int(min(wanted, share)))
 
-    def batch(self, items: range) -> ItemBatch:
-        """The job's work for ``items``."""
-        sources = self.sources
-        if len(sources) == 1:
-            return ItemBatch(self.function, items.start,
-                             list(sources[0][items.start:items.stop]), self.kwargs)
-        arguments = list(zip(*(s[items.start:items.stop] for s in sources), strict=True))
-        return ItemBatch(self.function, items.start, arguments, self.kwargs, zipped=True)
+    def batch(self, items: range, executor: Executor) -> tuple[ItemBatch, tuple]:
+        """The job's work for ``items``, and what it is called with: for each mapped
+        argument, the items' values (or, for a map over a map, what the executor passes in
+        their place)."""
+        sources = tuple(
+            executor.items(linked, items, source) if linked else source[items.start:items.stop]
+            for linked, source in zip(self.linked, self.sources, strict=True))
+        return ItemBatch(self.function, self.stage, items.start, self.kwargs), sources
 
     def arguments(self, item: int) -> tuple:
         """Item ``item``'s positional arguments."""

@@ -373,7 +373,7 @@ class Run:
                     output: str) -> None:
         """Items ``batch`` ran: those without an error in ``result`` are DONE."""
         items = self.items[name]
-        items.ended(batch, result.values, result.starts, result.end, worker)
+        items.ended(batch, result, worker)
         for part in succeeded(batch, result):  # the failed ones: as the scheduler decides
             items.set(part, StageStatus.DONE)
         record = self.stage_records[name]

@@ -219,7 +219,8 @@ class Scheduler:
         self.batches[key] = (name, batch, attempt)
         self.running.add(key)
         items.set(batch, StageStatus.QUEUED)
-        self.executor.submit(Job(key, mapped.batch(batch), (), {}, attempt=attempt,
+        work, sources = mapped.batch(batch, self.executor)
+        self.executor.submit(Job(key, work, sources, {}, attempt=attempt,
                                  timeout=self.plan.stages[name].timeout))
 
     def _expand(self, name: str) -> MappedStage | None:
@@ -245,7 +246,8 @@ class Scheduler:
         count = lengths[0]
         items = Items(count)
         self.run.mapped(name, items)
-        mapped = MappedStage(function, sources, kwargs, alone=stage.timeout is not None)
+        mapped = MappedStage(name, function, sources, linked, kwargs,
+                             alone=stage.timeout is not None)
         self.maps[name] = mapped
         known: dict[int, Any] = {}
         for source in self.known_items:

@@ -218,7 +218,10 @@ def test_mapped_stages_on_the_cluster_item_by_item_with_a_failing_item(client, t
     numbers = read_number.map(list_files(str(folder)), scale=2)
     doubled = pause_then_double.map(numbers)
     summary = summarize(doubled)
-    run = Pipeline("map-on-dask", [summary]).start(executor=client)
+    with distributed.get_task_stream(client) as tasks:
+        run = Pipeline("map-on-dask", [summary]).start(executor=client)
+    names = {task["key"].split("-")[0] for task in tasks.data}
+    assert {"take_items", "join_items"} <= names  # items' results went worker to worker
     assert run.results["pause_then_double"] == [4.0 * i for i in range(12)]
     assert run.results["summarize"] == {"count": 12, "total": 4.0 * sum(range(12))}
     workers = {r["worker"] for r in run.records() if r["stage"] == "read_number"}

@@ -106,6 +106,11 @@ class Executor:
         """What a job receives in place of the upstream stage ``name``: its result."""
         return results[name]
 
+    def items(self, name: str, items: range, values: list[Any]) -> Any:
+        """What a batch of a map over mapped stage ``name`` receives in place of the results
+        of its ``items`` (``values``: every item's result so far, as the run has them)."""
+        return values[items.start:items.stop]
+
     def poll(self, timeout: float) -> list[Started | Printed | Outcome]:
         """Wait up to ``timeout`` seconds for news of submitted jobs."""
         raise NotImplementedError

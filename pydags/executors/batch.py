@@ -33,27 +33,28 @@ class BatchResult:
 
 @dataclass
 class ItemBatch:
-    """Items ``first`` to ``first + len(arguments) - 1`` of a mapped stage."""
+    """Items ``first`` onwards of mapped stage ``stage``; called with one list per mapped
+    argument (the items' values of that argument), zipped here."""
 
     function: Callable[..., Any]
+    stage: str
     first: int
-    arguments: list[Any]  # each item's argument, or its tuple of arguments if ``zipped``
     kwargs: dict = field(default_factory=dict)
-    zipped: bool = False
 
-    def __call__(self) -> BatchResult:
+    def __call__(self, *sources: list) -> BatchResult:
         function = getattr(self.function, "function", self.function)  # a StageCall's own
-        kwargs, zipped = self.kwargs, self.zipped
-        count = len(self.arguments)
+        kwargs = self.kwargs
+        count = len(sources[0])
         values: list[Any] = [None] * count
         errors: dict[int, StageError] = {}
         starts = array("d", bytes(8 * count))
         clock = time.time
         awaits = inspect.iscoroutinefunction(function)
-        for position, argument in enumerate(self.arguments):
+        for position, argument in enumerate(sources[0] if len(sources) == 1 else
+                                            zip(*sources, strict=True)):
             starts[position] = clock()
             try:
-                if zipped:
+                if len(sources) > 1:
                     value = function(*argument, **kwargs)
                 else:
                     value = function(argument, **kwargs) if kwargs else function(argument)
@@ -61,6 +62,16 @@ class ItemBatch:
             except Exception as exc:  # this item's failure; the batch goes on
                 errors[position] = _portable(error_from_exception(exc))
         return BatchResult(values, errors, starts, clock())
+
+
+def place(values: list[Any], first: int, result: BatchResult) -> None:
+    """Put a batch's results (not its failed items') in ``values`` at ``first`` on."""
+    if not result.errors:
+        values[first:first + len(result.values)] = result.values
+        return
+    for position, value in enumerate(result.values):
+        if position not in result.errors:
+            values[first + position] = value
 
 
 def _portable(error: StageError) -> StageError:

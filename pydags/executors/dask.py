@@ -1,7 +1,9 @@
 """Run stages on a Dask distributed cluster, results kept on the workers.
 
 Each stage attempt becomes one Dask task whose arguments hold the futures of its upstream
-stages, so Dask moves data from worker to worker. The executor *pipelines*: the scheduler
+stages, so Dask moves data from worker to worker. A mapped stage's items go in batches, a
+task each; their results stay on the workers, and the stages taking them (a map over a map
+included) get them from there. The executor *pipelines*: the scheduler
 hands it a stage as soon as its dependencies are submitted, and Dask starts the task the
 moment its inputs exist. A task tells the client when it starts and how it ended through
 Dask's event topics; its result (or failure) arrives through its future. Retries,
@@ -26,7 +28,7 @@ import cloudpickle
 
 from pydags.executors.attempt import execute
 from pydags.executors.base import Executor, Job, Outcome, StageError, Started
-from pydags.executors.batch import ItemBatch
+from pydags.executors.batch import BatchResult, ItemBatch, place
 from pydags.stage import StageCall
 
 try:
@@ -76,6 +78,10 @@ class DaskExecutor(Executor):
         self._count = itertools.count()
         self._news: queue.Queue[Started | Outcome] = queue.Queue()
         self._values: dict[str, Future] = {}  # task key -> finished future, until its report
+        self._batches: dict[str, ItemBatch] = {}  # task key -> the batch of items it runs
+        # mapped stage -> (first item, items, future) of each batch that ran: where the
+        # items' results stay until the stages taking them fetch them
+        self._items: dict[str, list[tuple[int, int, Future]]] = {}
         self._reports: dict[str, dict] = {}  # task key -> report, until its result comes
         self._lock = threading.Lock()
 
@@ -91,11 +97,21 @@ class DaskExecutor(Executor):
         self._futures.pop(job.name, None)  # an earlier attempt's
 
     def upstream(self, name: str, results: dict[str, Any]) -> Any:
+        if name in self._items:  # a map's results, joined on a worker from its batches'
+            return self.client.submit(join_items, len(results[name]), self._items[name],
+                                      pure=False)
         if name in self._futures:
             return self._futures[name]
         if name in self._keys:  # in the same burst: a reference within its graph
             return TaskRef(self._keys[name])
         return results[name]
+
+    def items(self, name: str, items: range, values: list[Any]) -> Any:
+        parts = [(first, count, future) for first, count, future in self._items.get(name, ())
+                 if first < items.stop and first + count > items.start]
+        if not parts:
+            return super().items(name, items, values)
+        return self.client.submit(take_items, items.start, items.stop, parts, pure=False)
 
     def _send(self) -> None:
         if not self._unsent:
@@ -107,6 +123,7 @@ class DaskExecutor(Executor):
             function = self._by_value(job.function)
             if isinstance(function, ItemBatch):
                 function = dataclasses.replace(function, function=self._by_value(function.function))
+                self._batches[key] = function
             bare = dataclasses.replace(job, function=function, args=(), kwargs={})
             graph[key] = Task(key, run_on_worker, self.topic, key, bare,
                               parse_input(list(job.args)), parse_input(dict(job.kwargs)))
@@ -150,6 +167,7 @@ class DaskExecutor(Executor):
         if pending:
             self.client.cancel(pending)
         self._futures.clear()
+        self._items.clear()
         if self._owns_client:
             self.client.close()
 
@@ -191,6 +209,10 @@ class DaskExecutor(Executor):
         report, future = self._reports.pop(key), self._values.pop(key)
         small = report["value"]
         value = cloudpickle.loads(small) if small is not None else future.result()
+        batch = self._batches.pop(key, None)
+        if batch is not None:
+            self._items.setdefault(batch.stage, []).append(
+                (batch.first, len(value.values), future))
         self._news.put(Outcome(report["name"], report["attempt"], True, value=value,
                                output=report["output"], worker=report["worker"],
                                start=report["start"], end=report["end"]))
@@ -216,6 +238,26 @@ def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> A
     outcome.error.exception = None  # the text travels; the object may not pickle
     raise StageFailed(key, outcome.error, dict(output=outcome.output, worker=worker.address,
                                                start=outcome.start, end=outcome.end))
+
+
+def join_items(count: int, parts: list[tuple[int, int, BatchResult]]) -> list[Any]:
+    """A map's results in order, from its batches' (later batches, retries, win)."""
+    values: list[Any] = [None] * count
+    for first, _, result in parts:
+        place(values, first, result)
+    return values
+
+
+def take_items(start: int, stop: int, parts: list[tuple[int, int, BatchResult]]) -> list[Any]:
+    """The results of items ``start`` to ``stop - 1`` of a map, from its batches'."""
+    values: list[Any] = [None] * (stop - start)
+    for first, count, result in parts:
+        lo, hi = max(first, start), min(first + count, stop)
+        window = BatchResult(result.values[lo - first:hi - first],
+                             {p - (lo - first): e for p, e in result.errors.items()
+                              if lo <= first + p < hi}, result.starts, result.end)
+        place(values, lo - start, window)
+    return values
 
 
 def _with_timeout(job: Job) -> Outcome:
