@@ -10,6 +10,7 @@ timeout, a cancel or a crash stops or blames exactly that stage: its worker is k
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from multiprocessing.connection import wait
 from pydags.executors import buffers, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
-from pydags.executors.worker import OUTPUT, STARTED
+from pydags.executors.worker import OUTPUT, STARTED, SentFunction
+from pydags.stage import StageCall
 
 
 @dataclass(eq=False)
@@ -48,6 +50,8 @@ class ProcessExecutor(Executor):
         self.capacity = workers
         self._slots: list[_Slot] = []
         self._news: list[Started | Printed | Outcome] = []
+        # id of a stage function -> (the function, kept so its id stays its own; its bytes)
+        self._sent: dict[int, tuple[StageCall, SentFunction]] = {}
 
     def start(self) -> None:
         self._slots = [_Slot(f"worker-{i + 1}", worker)
@@ -56,6 +60,11 @@ class ProcessExecutor(Executor):
     def submit(self, job: Job) -> None:
         files: list[str] = []
         try:
+            function = job.function
+            if isinstance(function, StageCall):  # a run's jobs share their function's bytes
+                if id(function) not in self._sent:
+                    self._sent[id(function)] = (function, SentFunction(function))
+                job = dataclasses.replace(job, function=self._sent[id(function)][1])
             payload = buffers.dumps(job, files)
         except Exception as exc:
             self._news.append(_unsendable(job, exc))

@@ -8,6 +8,7 @@ functions defined in a notebook, in ``__main__``, by ``exec`` or as lambdas all 
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
+from typing import Any
 
 import cloudpickle
 
@@ -54,6 +56,26 @@ class _Sender(io.TextIOBase):
         while True:
             time.sleep(FLUSH_SECONDS)
             self.flush()
+
+
+class SentFunction:
+    """A stage function on its way to a worker, pickled once per run: every job of the run
+    carries the same bytes, and each worker loads them once (a stage's module-level state
+    then lives on in the worker between jobs, as an imported module's does)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, function: Any):
+        self.data = cloudpickle.dumps(function)
+
+    def __reduce__(self) -> tuple:
+        return loaded_function, (self.data,)
+
+
+@functools.lru_cache(maxsize=256)
+def loaded_function(data: bytes) -> Any:
+    """The function pickled in ``data``, loaded once per worker."""
+    return pickle.loads(data)
 
 
 def encode(outcome: Outcome) -> bytes:
