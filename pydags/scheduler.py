@@ -305,14 +305,16 @@ class Scheduler:
             if news.output:
                 self.run.printed(name, news.output, keep=True)
             failed = dict.fromkeys(batch, news.error)
+        items = self.run.items[name]
         for item, error in failed.items():
-            items = self.run.items[name]
             if items.attempt[item] <= stage.retries and error.kind != "send":
                 self.run.item_status(name, item, StageStatus.RETRYING, error=error)
                 heapq.heappush(self.retry_at, (time.time() + stage.retry_delay, name, item))
             else:
                 self.run.item_status(name, item, StageStatus.FAILED, error=error)
-        if not self.run.items[name].left:
+                if self.fail_fast:  # the map fails now, and with it the run
+                    self._drop_items({name}, StageStatus.CANCELLED)
+        if not items.left:
             self._map_finished(name)
 
     def _items_done(self, name: str, parts: list[range]) -> None:

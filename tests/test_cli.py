@@ -104,3 +104,21 @@ def test_run_with_cache_says_why_each_stage_ran_or_was_reused(script, tmp_path):
     second = run_it()
     assert "cached: code, arguments and upstream unchanged" in second.stdout  # load
     assert "runs again: its code changed" in second.stdout  # double
+
+
+def test_run_counts_the_items_of_a_mapped_stage(tmp_path):
+    path = tmp_path / "mapped.py"
+    path.write_text(SCRIPT + """
+@stage
+def odd_only(x):
+    if x % 2 == 0:
+        raise ValueError(f"{x} is even")
+    return x
+
+numbers = Pipeline("numbers").add_stages(double.map(range(30)), odd_only.map([1, 2, 3]))
+""")
+    result = pydags("run", f"{path}:numbers", "--cores", "2")
+    assert result.returncode == 1
+    assert "30 items: 30 done" in result.stdout
+    assert "3 items: 2 done · 1 failed" in result.stdout
+    assert "1 of 3 items of stage 'odd_only' failed: item 1 (2)" in result.stdout

@@ -192,3 +192,16 @@ def test_cancel_during_a_map_leaves_items_cancelled_or_done(tmp_path):
     assert run.status["held"] is StageStatus.CANCELLED
     assert run.status["summarize"] is StageStatus.CANCELLED
     assert_no_orphans()
+
+
+def test_fail_fast_stops_a_map_at_its_first_failed_item(tmp_path):
+    items = [-1] + [1] * 20  # item 0 fails at once; the others wait for a file never made
+    waiting = held.map(items, release=str(tmp_path / "never")).options(timeout=300)
+    run = Pipeline("fail-fast", [summarize(waiting)]).start(
+        num_cores=2, show=False, raise_on_error=False, fail_fast=True)
+    assert run.status == {"held": StageStatus.FAILED, "summarize": StageStatus.SKIPPED}
+    statuses = run.items["held"].statuses()
+    assert statuses[0] is StageStatus.FAILED
+    assert set(statuses[1:]) == {StageStatus.CANCELLED}
+    assert "item 0 (-1)" in run.errors["held"]
+    assert_no_orphans()

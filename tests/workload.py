@@ -305,7 +305,9 @@ def unless_stopped(x, stop_file, calls):
 
 @stage
 def held(x, release):
-    """Returns ``x`` once ``release`` exists (0 returns at once)."""
+    """Returns ``x`` once ``release`` exists (0 returns at once, a negative ``x`` fails)."""
+    if x < 0:
+        raise ValueError(f"item {x} fails")
     while x and not os.path.exists(release):
         time.sleep(0.02)
     return x
