@@ -31,15 +31,17 @@ class Bar(NamedTuple):
     attempt: int
 
 
-def bars(run: Run, now: float | None = None) -> list[Bar]:
-    """Every bar of the run's timeline; what still runs ends ``now``."""
+def bars(run: Run, now: float | None = None, *, maps: bool = True) -> list[Bar]:
+    """Every bar of the run's timeline (``maps=False``: but the mapped stages'); what still
+    runs ends ``now``."""
     now = time.time() if now is None else now
     found = []
     for record in run.stage_records.values():
         items = run.items.get(record.name)
         if items is not None:
-            found += [Bar(label, record.name, *rest) for label, *rest in
-                      items.spans(record.name, now)]
+            if maps:
+                found += [Bar(label, record.name, *rest) for label, *rest in
+                          items.spans(record.name, now)]
             continue
         found += [Bar(record.name, record.name, a.worker, a.start, a.end or now, a.status,
                       a.number) for a in record.attempts]

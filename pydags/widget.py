@@ -161,8 +161,9 @@ class PipelineWidget(anywidget.AnyWidget):
             changed = {name: self._stage(run, name) for name in dirty
                        if name in run.stage_records}
             items = {name: self._items(run, name) for name in run.items}
-            stages = [[b.label, b.worker, b.start, b.end, b.status.value, b.attempt, b.stage]
-                      for b in bars(run) if b.stage not in items]
+            stages = [[b.label, b.worker, b.start, None if b.status is StageStatus.RUNNING
+                       else b.end, b.status.value, b.attempt, b.stage]
+                      for b in bars(run, maps=False)]
             with self.hold_sync():
                 self.stages = {**self.stages, **changed}
                 self.bars = stages + [bar for shown, _ in items.values() for bar in shown]
