@@ -227,7 +227,9 @@ class Scheduler:
         """Know a mapped stage's items from its arguments; None if it ended there (no
         items, all known already, or arguments it cannot map over)."""
         stage, linked = self.plan.stages[name], self.plan.linked[name]
-        results = {d: self.run.items[d].values if d in linked else self.run.results[d]
+        feeding = [self.run.items[p] for p in set(linked) - {None} if p in self.run.items]
+        results = {d: self.run.items[d].values if d in self.run.items and d in linked
+                   else self.run.results[d]  # a map known whole (cached, resumed) included
                    for d in self.plan.dependencies[name]}
         try:
             args, kwargs = resolve_arguments(stage, results)
@@ -257,7 +259,6 @@ class Scheduler:
         for part in ranges(sorted(known)):
             items.set(part, StageStatus.CACHED)
         self._unblock(name, mapped=True)
-        feeding = [self.run.items[p] for p in set(linked) - {None}]
         if known or feeding:
             mapped.add(ranges(i for i in range(count) if i not in known
                               and all(f.status[i] in SUCCEEDED for f in feeding)))
@@ -326,7 +327,8 @@ class Scheduler:
                 continue
             if self.run.stage_records[dependent].status.finished:
                 continue
-            feeding = [self.run.items[p] for p in set(self.plan.linked[dependent]) - {None}]
+            feeding = [self.run.items[p] for p in set(self.plan.linked[dependent]) - {None}
+                       if p in self.run.items]
             waiting = self.run.items[dependent].status
             pending = CODE[StageStatus.PENDING]
             self._items_ready(dependent, ranges(

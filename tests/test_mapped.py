@@ -205,3 +205,24 @@ def test_fail_fast_stops_a_map_at_its_first_failed_item(tmp_path):
     assert set(statuses[1:]) == {StageStatus.CANCELLED}
     assert "item 0 (-1)" in run.errors["held"]
     assert_no_orphans()
+
+
+def test_resume_of_a_map_over_a_map_reruns_only_the_failed_items(tmp_path):
+    stop, calls = tmp_path / "stop", tmp_path / "calls"
+    stop.touch()
+    calls.mkdir()
+    doubled = pause_then_double.map([0, 1, 1.5, 2])  # 0, 2, 3.0, 4: item 2 gives 3, which fails
+    tens = unless_stopped.map(doubled, stop_file=str(stop), calls=str(calls))
+    pipeline = Pipeline("linked-resume", [summarize(tens)])
+    first = pipeline.start(num_cores=2, show=False, raise_on_error=False)
+    assert first.status == {"pause_then_double": StageStatus.DONE,
+                            "unless_stopped": StageStatus.FAILED,
+                            "summarize": StageStatus.SKIPPED}
+    assert "item 2 (3.0)" in first.errors["unless_stopped"]
+    stop.unlink()
+    for name in os.listdir(calls):
+        os.unlink(calls / name)
+    again = pipeline.start(num_cores=2, show=False, resume=True)
+    assert again.status["pause_then_double"] is StageStatus.CACHED  # known whole
+    assert [name.split("-")[0] for name in os.listdir(calls)] == ["3.0"]
+    assert again.results["summarize"] == {"count": 4, "total": 90.0}
