@@ -260,6 +260,8 @@ function render({ model, el: root }) {
       filters.append(button);
     }
     const letter = { failed: "f", running: "r", done: "d" }[itemFilter];
+    const took = new Float32Array(info.seconds.buffer, info.seconds.byteOffset,
+                                  info.seconds.byteLength / 4);
     const shown = [];
     for (let i = 0; i < info.codes.length; i++) {
       if (!letter || info.codes[i] === letter) shown.push(i);
@@ -275,12 +277,12 @@ function render({ model, el: root }) {
       for (let k = first; k < last; k++) {
         const i = shown[k];
         const status = STATUS[info.codes[i]];
-        const ms = info.ms[i];
+        const ended = status === "done" || status === "failed";
         const row = el("div", { class: "pydags-item", style: `top:${k * ROW}px` },
                        el("span", { class: "pydags-item-index" }, `#${i}`),
                        el("span", { class: "pydags-item-status",
                                     style: `border-left:8px solid ${looks[status].fill}` }, status),
-                       el("span", { class: "pydags-item-time" }, ms >= 0 ? `${(ms / 1000).toFixed(3)}s` : ""),
+                       el("span", { class: "pydags-item-time" }, ended ? `${took[i].toFixed(3)}s` : ""),
                        el("span", { class: "pydags-item-error" }, info.errors[i] || ""));
         rows.push(row);
       }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -223,6 +224,7 @@ def test_a_map_of_100000_items_shows_its_progress_and_lists_its_items_mid_run(pa
     page.click(".pydags-item-filters button:has-text('failed')")
     failed = page.inner_text(".pydags-view .pydags-item")
     assert "#7" in failed and "ValueError: item 7 is bad" in failed, failed
+    assert re.search(r"\d\.\d{3}s", failed), failed  # how long it took
     page.click(".pydags-item-filters button:has-text('all')")
     page.eval_on_selector(".pydags-view .pydags-items", "list => list.scrollTop = 1e9")
     page.wait_for_selector(".pydags-view .pydags-item:has-text('#99999')", timeout=10_000)
