@@ -361,6 +361,21 @@ class Run:
         """Mapped stage ``name`` has its items (its arguments are known)."""
         self.items[name] = items
 
+    def items_known(self, name: str, known: dict[int, Any]) -> None:
+        """Items of mapped stage ``name`` whose results are known already (resumed,
+        cached): CACHED."""
+        items = self.items[name]
+        for i, value in known.items():
+            items.values[i] = value
+        for part in ranges(sorted(known)):
+            items.set(part, StageStatus.CACHED)
+            self._item_events(name, part, StageStatus.CACHED, time.time(), "")
+
+    def items_waiting(self, name: str, batch: range, status: StageStatus) -> None:
+        """Items ``batch`` of mapped stage ``name`` are handed out (QUEUED), or wait to be
+        again (PENDING)."""
+        self.items[name].set(batch, status)
+
     def items_started(self, name: str, batch: range, worker: str, when: float) -> None:
         """Items ``batch`` of mapped stage ``name`` began on ``worker``."""
         self.items[name].started(batch, worker, when)

@@ -213,12 +213,11 @@ class Scheduler:
         batch = mapped.take(self.executor.parallelism)
         if mapped.ready:
             self._queue(name)
-        items = self.run.items[name]
-        attempt = items.attempt[batch.start] if len(batch) == 1 else 1
+        attempt = self.run.items[name].attempt[batch.start] if len(batch) == 1 else 1
         key = f"{name}[{batch.start}]" if len(batch) == 1 else f"{name}[{batch.start}:{batch.stop}]"
         self.batches[key] = (name, batch, attempt)
         self.running.add(key)
-        items.set(batch, StageStatus.QUEUED)
+        self.run.items_waiting(name, batch, StageStatus.QUEUED)
         work, sources = mapped.batch(batch, self.executor)
         self.executor.submit(Job(key, work, sources, {}, attempt=attempt,
                                  timeout=self.plan.stages[name].timeout))
@@ -254,10 +253,7 @@ class Scheduler:
         known: dict[int, Any] = {}
         for source in self.known_items:
             known |= source.find(name, mapped, count)
-        for i, value in known.items():
-            items.values[i] = value
-        for part in ranges(sorted(known)):
-            items.set(part, StageStatus.CACHED)
+        self.run.items_known(name, known)
         self._unblock(name, mapped=True)
         if known or feeding:
             mapped.add(ranges(i for i in range(count) if i not in known
@@ -298,7 +294,7 @@ class Scheduler:
         elif news.error.kind == "crash" and len(batch) > 1:
             # Which item took its worker down is unknown: each goes again in a batch of its own.
             mapped.alone = True
-            self.run.items[name].set(batch, StageStatus.PENDING)
+            self.run.items_waiting(name, batch, StageStatus.PENDING)
             self._items_ready(name, [range(i, i + 1) for i in batch])
             return
         else:
