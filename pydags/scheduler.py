@@ -34,13 +34,17 @@ State (keyed by stage name; only this module changes it)
 Policy
     Critical path first: among ready stages, the one with the most work still below it
     (its longest path to a sink, counting each stage's seconds in the previous run where
-    known, else one second) goes first, so long chains start early.
+    known, else one second) goes first, so long chains start early. A map over a map goes
+    before the map it takes items from, so each item's chain ends early. A mapped stage
+    with items to hand out stays in line, one batch per turn.
 
 Events
     Every status change goes through ``Run.set_status``, which records it and passes an
     ``Event`` to the run's subscribers (the live view, the terminal display, the cache,
     tests) on the thread that runs the scheduler; ``Run.mark_started`` and
-    ``Run.mark_finished`` bracket them. Nothing else changes a stage's status.
+    ``Run.mark_finished`` bracket them. Nothing else changes a stage's status. A mapped
+    stage's items change through ``Run.items_*`` and ``Run.item_status``, which tell the
+    subscribers that asked for items (``Event.item``).
 """
 
 from __future__ import annotations
