@@ -402,6 +402,10 @@ def _mapping(item: Stage) -> Stage:
 
 def items_of(value: Any, where: str) -> Any:
     """What a mapped argument maps over: a sequence, or the list of an iterable's items."""
+    if type(value).__name__ == "DataFrame":  # iterating one gives its column names
+        raise TypeError(f"{where} is a DataFrame; map over its rows with "
+                        "list(df.itertuples()) or its groups with [g for _, g in "
+                        "df.groupby(key)]")
     if isinstance(value, (str, bytes, dict, set, frozenset)) or not hasattr(value, "__iter__"):
         hint = " (map over list(d.items()) for a dict)" if isinstance(value, dict) else ""
         raise TypeError(f"{where} is a {type(value).__name__}, which map() does not go "

@@ -64,6 +64,9 @@ def test_arguments_of_different_lengths_are_an_error_naming_both():
         pause_then_double.map("abc")
     with pytest.raises(TypeError, match=r"mapped argument 0 is a dict.*list\(d.items\(\)\)"):
         pause_then_double.map({"a": 1})
+    pandas = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match=r"is a DataFrame; map over its rows with"):
+        pause_then_double.map(pandas.DataFrame({"a": [1, 2]}))
 
 
 def test_lengths_known_at_run_time_are_checked(tmp_path):
@@ -226,3 +229,12 @@ def test_resume_of_a_map_over_a_map_reruns_only_the_failed_items(tmp_path):
     assert again.status["pause_then_double"] is StageStatus.CACHED  # known whole
     assert [name.split("-")[0] for name in os.listdir(calls)] == ["3.0"]
     assert again.results["summarize"] == {"count": 4, "total": 90.0}
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_async_items_are_awaited_and_their_output_kept(cores):
+    from workload import fetch
+
+    run = Pipeline("async-map", [fetch.map([1, 2, 3])]).start(num_cores=cores, show=False)
+    assert run.results["fetch"] == [2, 4, 6]
+    assert sorted(run.outputs["fetch"].splitlines()) == ["fetched 1", "fetched 2", "fetched 3"]
