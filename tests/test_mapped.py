@@ -64,7 +64,7 @@ def test_arguments_of_different_lengths_are_an_error_naming_both():
         pause_then_double.map("abc")
     with pytest.raises(TypeError, match=r"mapped argument 0 is a dict.*list\(d.items\(\)\)"):
         pause_then_double.map({"a": 1})
-    pandas = pytest.importorskip("pandas")
+    import pandas
     with pytest.raises(TypeError, match=r"is a DataFrame; map over its rows with"):
         pause_then_double.map(pandas.DataFrame({"a": [1, 2]}))
 
