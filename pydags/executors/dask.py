@@ -84,6 +84,7 @@ class DaskExecutor(Executor):
         self._items: dict[str, list[tuple[int, int, Future]]] = {}
         self._reports: dict[str, dict] = {}  # task key -> report, until its result comes
         self._lock = threading.Lock()
+        self._threads: int | None = None  # the cluster's, for sizing batches of items
 
     def start(self) -> None:
         self.client.subscribe_topic(self.topic, self._on_report)
@@ -142,7 +143,9 @@ class DaskExecutor(Executor):
 
     @property
     def parallelism(self) -> int:
-        return max(1, sum(self.client.nthreads().values()))
+        if self._threads is None:  # asked of the scheduler once per run
+            self._threads = max(1, sum(self.client.nthreads().values()))
+        return self._threads
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
         self._send()
