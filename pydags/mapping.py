@@ -33,6 +33,7 @@ class MappedStage:
         self.sources, self.linked = sources, linked  # linked: the map a source comes from
         self.alone = alone  # every item in a batch of its own (a timeout is per item)
         self.ready: deque[range] = deque()
+        self.out = 0  # batches handed out whose outcome is not back
         self.count = len(sources[0]) if sources else 0
         self.seconds = 0.0  # measured work of the items timed so far
         self.timed = 0

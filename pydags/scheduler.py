@@ -214,7 +214,10 @@ class Scheduler:
         mapped = self.maps.get(name) or self._expand(name)
         if mapped is None or not mapped.ready:
             return
+        if mapped.out >= 2 * self.executor.parallelism:
+            return  # enough in flight (a cluster takes any number): back in line as one ends
         batch = mapped.take(self.executor.parallelism)
+        mapped.out += 1
         if mapped.ready:
             self._queue(name)
         attempt = self.run.items[name].attempt[batch.start] if len(batch) == 1 else 1
@@ -290,6 +293,9 @@ class Scheduler:
         self.running.discard(news.name)
         del self.batches[news.name]
         mapped, stage = self.maps[name], self.plan.stages[name]
+        mapped.out -= 1
+        if mapped.ready and name not in self.queued:
+            self._queue(name)
         if news.ok:
             self.run.items_ended(name, batch, news.value, news.worker, news.output)
             mapped.timing(news.value)

@@ -17,6 +17,7 @@ from conftest import free_port  # noqa: E402
 from workload import (  # noqa: E402
     clean,
     fails_first,
+    fails_for,
     list_files,
     load,
     pause_then_double,
@@ -238,3 +239,12 @@ def test_mapped_stages_on_the_cluster_item_by_item_with_a_failing_item(client, t
     assert "1 of 6 items of stage 'unless_stopped' failed: item 3 (3)" in run.errors[
         "unless_stopped"]
     assert sorted(n.split("-")[0] for n in os.listdir(calls)).count("3") == 2
+
+
+def test_large_results_and_a_map_of_100000_items_on_the_cluster(client):
+    # results over the size that rides with a task's report are fetched, not waited on
+    squares = fails_for.map(range(100_000))
+    run = Pipeline("big-on-dask", [total(squares)]).start(executor=client)
+    assert run.results["total"] == sum(x * x for x in range(100_000))
+    assert len(run.results["fails_for"]) == 100_000
+    assert run.items["fails_for"].counts() == {StageStatus.DONE: 100_000}

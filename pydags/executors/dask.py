@@ -76,7 +76,7 @@ class DaskExecutor(Executor):
         self._unsent: dict[str, Job] = {}  # task key -> job, until the next poll sends it
         self._keys: dict[str, str] = {}  # stage name -> task key of its current attempt
         self._count = itertools.count()
-        self._news: queue.Queue[Started | Outcome] = queue.Queue()
+        self._news: queue.Queue[Started | Outcome | _Ended] = queue.Queue()
         self._values: dict[str, Future] = {}  # task key -> finished future, until its report
         self._batches: dict[str, ItemBatch] = {}  # task key -> the batch of items it runs
         # mapped stage -> (first item, items, future) of each batch that ran: where the
@@ -155,7 +155,7 @@ class DaskExecutor(Executor):
             while True:
                 news.append(self._news.get_nowait())
         except queue.Empty:
-            return news
+            return [self._ended(n) if isinstance(n, _Ended) else n for n in news]
 
     def cancel(self, names: set[str]) -> None:
         for name in names:
@@ -209,16 +209,35 @@ class DaskExecutor(Executor):
     def _deliver(self, key: str) -> None:
         if key not in self._values or key not in self._reports:
             return
-        report, future = self._reports.pop(key), self._values.pop(key)
+        # Fetched by poll(), on the scheduler's thread: this may run on the client's event
+        # loop, which a fetch waits for.
+        self._news.put(_Ended(self._reports.pop(key), self._values.pop(key)))
+
+    def _ended(self, ended: _Ended) -> Outcome:
+        report, future = ended.report, ended.future
         small = report["value"]
-        value = cloudpickle.loads(small) if small is not None else future.result()
-        batch = self._batches.pop(key, None)
+        try:
+            value = cloudpickle.loads(small) if small is not None else future.result()
+        except Exception as exc:  # a lost worker, a result that cannot travel
+            now = time.time()
+            return Outcome(report["name"], report["attempt"], False, start=now, end=now,
+                           error=StageError("crash", f"the result of stage {report['name']!r} "
+                                            f"could not be fetched: {type(exc).__name__}: {exc}"))
+        batch = self._batches.pop(future.key, None)
         if batch is not None:
             self._items.setdefault(batch.stage, []).append(
                 (batch.first, len(value.values), future))
-        self._news.put(Outcome(report["name"], report["attempt"], True, value=value,
-                               output=report["output"], worker=report["worker"],
-                               start=report["start"], end=report["end"]))
+        return Outcome(report["name"], report["attempt"], True, value=value,
+                       output=report["output"], worker=report["worker"], start=report["start"],
+                       end=report["end"])
+
+
+@dataclasses.dataclass
+class _Ended:
+    """A task that ended well: its report, and its future (its result may be fetched yet)."""
+
+    report: dict
+    future: Any
 
 
 def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> Any:
