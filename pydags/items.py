@@ -159,7 +159,6 @@ class Items:
         return rows
 
 
-
 def shown(args: tuple) -> str:
     """How an error names an item's arguments: their repr, if short."""
     try:

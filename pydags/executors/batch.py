@@ -60,7 +60,7 @@ class ItemBatch:
                     value = function(argument, **kwargs) if kwargs else function(argument)
                 values[position] = awaited(value) if awaits else value
             except Exception as exc:  # this item's failure; the batch goes on
-                errors[position] = _portable(error_from_exception(exc))
+                errors[position] = portable(error_from_exception(exc))
         return BatchResult(values, errors, starts, clock())
 
 
@@ -74,9 +74,9 @@ def place(values: list[Any], first: int, result: BatchResult) -> None:
             values[first + position] = value
 
 
-def _portable(error: StageError) -> StageError:
+def portable(error: StageError) -> StageError:
     """The error without its exception object if that would not load in the driver."""
-    try:
+    try:  # an exception may pickle yet fail to load (an __init__ with other arguments)
         pickle.loads(cloudpickle.dumps(error.exception))
     except Exception:
         error.exception = None  # its type, message and traceback text remain

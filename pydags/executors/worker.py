@@ -25,6 +25,7 @@ import cloudpickle
 from pydags.executors import base, buffers
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
+from pydags.executors.batch import portable
 
 # Messages other than outcomes start with NUL, which an outcome's pickle never does.
 STARTED = b"\x00started"  # a job begins
@@ -80,11 +81,8 @@ def loaded_function(data: bytes) -> Any:
 
 def encode(outcome: Outcome) -> bytes:
     """Pickle an outcome; an unpicklable result or exception becomes a clear failure."""
-    if outcome.error is not None and outcome.error.exception is not None:
-        try:  # an exception may pickle yet fail to load (an __init__ with other arguments)
-            pickle.loads(cloudpickle.dumps(outcome.error.exception))
-        except Exception:
-            outcome.error.exception = None  # its type, message and traceback text remain
+    if outcome.error is not None:
+        portable(outcome.error)
     try:
         return buffers.dumps(outcome)
     except Exception as exc:
