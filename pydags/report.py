@@ -31,8 +31,8 @@ def run_html(graph: nx.DiGraph, run: Run) -> str:
             f"<div><b>{html.escape(run.pipeline_name)}</b> · {html.escape(summary(run))}</div>"
             f'<div style="overflow:auto;max-height:80vh">{_image(drawing.svg(), run)}</div>'
             f'<table style="border-collapse:collapse">'
-            f"<tr><th align=left>stage</th><th align=left>status</th><th align=right>"
-            f"time</th><th align=left>worker</th><th align=left>details</th></tr>"
+            f"<tr>{_th('stage')}{_th('status')}{_th('time', 'right')}{_th('worker')}"
+            f"{_th('details')}</tr>"
             f"{rows}</table></div>")
 
 
@@ -91,9 +91,15 @@ def _row(record: StageRecord, run: Run) -> str:
     if result is not None:
         parts.append(_details("result", preview(result)))
     return (f'<tr id="pydags-{html.escape(record.name)}" style="border-top:1px solid #8884">'
-            f"<td>{html.escape(record.name)}</td><td>{chip}</td><td align=right>{took}</td>"
-            f"<td>{html.escape(record.worker or '')}</td>"
-            f"<td>{' · '.join(details)}{''.join(parts)}</td></tr>")
+            f'<td style="text-align:left">{html.escape(record.name)}</td><td>{chip}</td>'
+            f"<td align=right>{took}</td>"
+            f'<td style="text-align:left">{html.escape(record.worker or "")}</td>'
+            f'<td style="text-align:left">{" · ".join(details)}{"".join(parts)}</td></tr>')
+
+
+def _th(title: str, align: str = "left") -> str:
+    # JupyterLab right-aligns table cells unless told otherwise
+    return f'<th style="text-align:{align}">{title}</th>'
 
 
 def _details(title: str, body: str, open_: bool = False) -> str:

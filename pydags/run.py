@@ -350,6 +350,8 @@ class Run:
             record.queued = now
         if error is not None:
             record.error = error
+        if status.finished and name in self.items and record.start is not None:
+            record.end = now  # a map ends with its last item
         if status is StageStatus.CANCELLED and record.attempts and record.attempts[-1].end is None:
             record.attempts[-1].end, record.attempts[-1].status = now, status
             record.start, record.end = record.attempts[-1].start, now
@@ -392,7 +394,6 @@ class Run:
         for part in succeeded(batch, result):  # the failed ones: as the scheduler decides
             items.set(part, StageStatus.DONE)
         record = self.stage_records[name]
-        record.end = result.end
         if output:
             record.output = (record.output + output)[-OUTPUT_LIMIT:]
         if self._on_item:

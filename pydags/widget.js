@@ -138,7 +138,7 @@ function render({ model, el: root }) {
     const y = box.y + box.height + 2;
     parts.note.setAttribute("x", box.x);
     parts.note.setAttribute("y", y + 15);
-    parts.note.style.textAnchor = "start";
+    parts.note.classList.add("pydags-note-below");
     const segments = [];
     let x = box.x;
     const back = document.createElementNS(SVG, "rect");
