@@ -14,6 +14,7 @@ from pydags.errors import CycleError
 from pydags.executors import base
 from pydags.executors.base import Executor
 from pydags.mapping import ResumedItems
+from pydags.results import Remote
 from pydags.run import Run
 from pydags.scheduler import Plan, Scheduler
 from pydags.stage import FunctionStage, Stage, check_settings, stages_in
@@ -356,8 +357,9 @@ class Pipeline:
                 raise ValueError(f"rerun: pipeline {self.name!r} has no stage {name!r}")
             again |= {name} | nx.descendants(self.graph, name)
         results = last.results
-        reused = {n: results[n] for n, s in last.status.items()
-                  if s.succeeded and n in plan.stages and n in results and n not in again}
+        reused = {n: results.held(n) for n, s in last.status.items()
+                  if s.succeeded and n in plan.stages and n in results and n not in again
+                  and not (isinstance(results.held(n), Remote) and results.held(n).lost)}
         items = {n: i for n, i in last.items.items()
                  if n in plan.linked and n not in reused and n not in again}
         return reused, [ResumedItems(items)]

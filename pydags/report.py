@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydags.draw import Drawing
 from pydags.status import PALETTE, StageStatus
@@ -49,22 +49,6 @@ def summary(run: Run) -> str:
     return " · ".join(parts)
 
 
-def preview(value: Any) -> str:
-    """A short HTML view of a result: a DataFrame's first rows, an array's shape and dtype
-    and first items, else its repr cut short; nothing for None."""
-    if value is None:
-        return ""
-    if type(value).__name__ == "DataFrame" and hasattr(value, "to_html"):
-        return value.head(5).to_html(max_cols=8)
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        flat = getattr(value, "flat", None)
-        first = [repr(v) for _, v in zip(range(6), flat, strict=False)] if flat is not None else []
-        return (f"<pre>{type(value).__name__} shape {html.escape(str(value.shape))} dtype "
-                f"{html.escape(str(value.dtype))}: {html.escape(', '.join(first))} …</pre>")
-    text = repr(value)
-    return f"<pre>{html.escape(text[:1000] + ('…' if len(text) > 1000 else ''))}</pre>"
-
-
 def _row(record: StageRecord, run: Run) -> str:
     look = PALETTE[record.status]
     chip = (f'<span style="background:{look.fill};border:1px solid {look.edge};'
@@ -85,11 +69,11 @@ def _row(record: StageRecord, run: Run) -> str:
         parts.append(_details("output", f"<pre>{html.escape(record.output[-OUTPUT_SHOWN:])}"
                                         "</pre>"))
     try:
-        result = run.results.get(record.name)
+        result = run.results.preview(record.name)
     except RuntimeError:  # a run whose results were let go
-        result = None
-    if result is not None:
-        parts.append(_details("result", preview(result)))
+        result = ""
+    if result:
+        parts.append(_details("result", result))
     return (f'<tr id="pydags-{html.escape(record.name)}" style="border-top:1px solid #8884">'
             f'<td style="text-align:left">{html.escape(record.name)}</td><td>{chip}</td>'
             f"<td align=right>{took}</td>"

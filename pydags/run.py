@@ -15,6 +15,7 @@ from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Outcome, StageError
 from pydags.items import CODE, Items
 from pydags.mapping import ranges, succeeded
+from pydags.results import Results
 from pydags.status import StageStatus
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class Run:
         self.dependencies = dependencies
         self.stage_records: dict[str, StageRecord] = {name: StageRecord(name) for name in stages}
         self.items: dict[str, Items] = {}  # mapped stage -> its items, once it has them
-        self._results: dict[str, Any] = {}
+        self._results = Results()
         self._dropped: str | None = None  # why the results are gone, once they are
         self.left = len(stages)  # stages not finished yet
         self.started: float | None = None
@@ -114,9 +115,10 @@ class Run:
         return {name: rec.status for name, rec in self.stage_records.items()}
 
     @property
-    def results(self) -> dict[str, Any]:
+    def results(self) -> Results:
         """Stage name to its return value (stages DONE or CACHED; for a mapped stage, the
-        list of its items' results, in order)."""
+        list of its items' results, in order). A big result may still be in the worker
+        process that made it: it comes here the first time it is read."""
         if self._dropped is not None:
             raise RuntimeError(self._dropped)
         return self._results
@@ -125,7 +127,7 @@ class Run:
         """Let the results go (statuses, times and outputs stay); reading them raises
         ``RuntimeError(why)``. Results already let go stay so, with the first reason."""
         if self._dropped is None:
-            self._results, self._dropped = {}, why
+            self._results, self._dropped = Results(), why
             for items in self.items.values():
                 items.values = []
 
@@ -345,6 +347,8 @@ class Run:
         record = self.stage_records[name]
         if status.finished and not record.status.finished:
             self.left -= 1
+        elif record.status.finished and not status.finished:
+            self.left += 1  # it runs again: its result was lost
         record.status = status
         if status is StageStatus.QUEUED and record.queued is None:
             record.queued = now

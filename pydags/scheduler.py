@@ -179,8 +179,9 @@ class Scheduler:
         upstream = {d: self.executor.upstream(d, self.run.results)
                     for d in self.plan.dependencies[name]}
         args, kwargs = resolve_arguments(stage, upstream)
+        takers = sum(name in self.plan.inputs[d] for d in self.dependents[name])
         return Job(name, stage.callable(), args, kwargs, attempt=self.attempts[name],
-                   timeout=stage.timeout)
+                   timeout=stage.timeout, inputs=upstream, keep=takers <= 1)
 
     def _unblock(self, name: str, submitted: bool = False, mapped: bool = False) -> None:
         """``name`` succeeded (or was ``submitted``, for the stages taking its result through
@@ -378,6 +379,9 @@ class Scheduler:
             self._set(news.name, StageStatus.RUNNING, worker=news.worker)
             return
         self.running.discard(news.name)
+        if news.lost:
+            self._recompute(news.name, news.lost)
+            return
         self.run.attempt_ended(news)
         if news.ok:
             self._set(news.name, StageStatus.DONE)
@@ -393,6 +397,16 @@ class Scheduler:
             return
         records = self.run.stage_records[news.name].attempts
         self._fail(news.name, _with_attempts(news.error, records))
+
+    def _recompute(self, name: str, lost: tuple[str, ...]) -> None:
+        """``name`` could not start: the results of ``lost`` went with a worker that died.
+        They run again (a new attempt), then it does."""
+        self.blocked[name].update(lost)
+        self._set(name, StageStatus.PENDING)
+        for upstream in lost:
+            if self.run.stage_records[upstream].status.succeeded:
+                self.attempts[upstream] += 1
+                self._make_ready(upstream)
 
     def _withdraw_dependents(self, name: str) -> None:
         """Take back the stages handed out behind ``name`` (a pipelining executor's): they

@@ -29,7 +29,7 @@ import traitlets
 
 from pydags.draw import Drawing
 from pydags.items import CODE, STATUSES
-from pydags.report import preview, run_html
+from pydags.report import run_html
 from pydags.run import Event, Run
 from pydags.status import PALETTE, StageStatus
 from pydags.timeline import bars
@@ -206,7 +206,7 @@ class PipelineWidget(anywidget.AnyWidget):
             state["error"] = str(record.error)
         if record.status.succeeded:
             with contextlib.suppress(RuntimeError):  # a later run let its results go
-                state["result"] = preview(run.results.get(name))
+                state["result"] = run.results.preview(name)
         return state
 
     def close(self) -> None:

@@ -329,3 +329,12 @@ def fails_for(x, bad=(), seconds=0.0):
     if x == 99_999:
         time.sleep(seconds)
     return x * x
+
+
+@stage
+def crashes_once(array, marker):
+    """The worker dies the first time (``marker`` does not exist yet); then the sum."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    return float(array.sum())

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydags.results import Results
 
 THIS_PROCESS = f"main (pid {os.getpid()})"  # how runs name the driver when it runs a stage
 loading_stages = False  # True while a worker imports the modules of the stage it was sent
@@ -40,6 +43,8 @@ class Job:
     kwargs: dict
     attempt: int = 1
     timeout: float | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # upstream stage -> what it gave
+    keep: bool = False  # the result may stay where it is made (one stage at most takes it)
 
 
 @dataclass
@@ -74,6 +79,7 @@ class Outcome:
     worker: str = ""
     start: float = 0.0
     end: float = 0.0
+    lost: tuple[str, ...] = ()  # it could not start: these stages' results were lost
 
 
 class Executor:
@@ -102,7 +108,7 @@ class Executor:
         """Start ``job``; its news comes back through ``poll``."""
         raise NotImplementedError
 
-    def upstream(self, name: str, results: dict[str, Any]) -> Any:
+    def upstream(self, name: str, results: Results) -> Any:
         """What a job receives in place of the upstream stage ``name``: its result."""
         return results[name]
 

@@ -125,7 +125,7 @@ class DaskExecutor(Executor):
             if isinstance(function, ItemBatch):
                 function = dataclasses.replace(function, function=self._by_value(function.function))
                 self._batches[key] = function
-            bare = dataclasses.replace(job, function=function, args=(), kwargs={})
+            bare = dataclasses.replace(job, function=function, args=(), kwargs={}, inputs={})
             graph[key] = Task(key, run_on_worker, self.topic, key, bare,
                               parse_input(list(job.args)), parse_input(dict(job.kwargs)))
         futures = self.client.get(graph, list(graph), sync=False)

@@ -15,26 +15,33 @@ import contextlib
 import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-from pydags.executors import buffers
+from pydags.executors import buffers, kept
 
 IDLE_SECONDS = float(os.environ.get("PYDAGS_IDLE_SECONDS", "300"))
 
 
 @dataclass(eq=False)
 class Worker:
-    """One worker process and the two pipes to it."""
+    """One worker process, the two pipes to it, and the results it keeps (``kept``)."""
 
     process: subprocess.Popen
     inbox: Connection  # the driver writes jobs
     outbox: Connection  # the driver reads news
+    requests: Connection  # the driver fetches and drops kept results (a socket)
     idle_since: float = field(default_factory=time.time)
+    busy: bool = False  # has a job
+    kept: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
+    drops: list[int] = field(default_factory=list)  # kept results it may drop once idle
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
 
     @property
     def pid(self) -> int:
@@ -54,9 +61,13 @@ def spawn() -> Worker:
         opened += (job_read, job_write)
         out_read, out_write = os.pipe()
         opened += (out_read, out_write)
+        ours, theirs = socket.socketpair()
+        request_ours, request_theirs = ours.detach(), theirs.detach()
+        opened += (request_ours, request_theirs)
+        given = (job_read, out_write, request_theirs)  # the worker's ends
         process = subprocess.Popen(
-            [sys.executable, "-m", "pydags.executors.worker", str(job_read), str(out_write)],
-            pass_fds=(job_read, out_write), start_new_session=True, env=env, cwd=os.getcwd(),
+            [sys.executable, "-m", "pydags.executors.worker", *map(str, given)],
+            pass_fds=given, start_new_session=True, env=env, cwd=os.getcwd(),
             stdin=subprocess.DEVNULL)
     except OSError as exc:
         for fd in opened:
@@ -64,19 +75,20 @@ def spawn() -> Worker:
         raise OSError(exc.errno, f"pydags could not start a worker process: {exc.strerror}"
                       + ("; this process has too many files open (see `ulimit -n`)"
                          if exc.errno == errno.EMFILE else "")) from exc
-    os.close(job_read)
-    os.close(out_write)
+    for fd in given:
+        os.close(fd)
     return Worker(process, Connection(job_write, readable=False),
-                  Connection(out_read, writable=False))
+                  Connection(out_read, writable=False), Connection(request_ours))
 
 
-def kill(worker: Worker) -> None:
-    """Kill a worker and everything it started (its process group)."""
+def kill(worker: Worker, why: str = "was stopped") -> None:
+    """Kill a worker and everything it started (its process group); what it kept is lost."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(worker.pid, signal.SIGKILL)
     worker.process.wait()
-    worker.inbox.close()
-    worker.outbox.close()
+    kept.lose(worker, why)
+    for connection in (worker.inbox, worker.outbox, worker.requests):
+        connection.close()
 
 
 class Pool:
@@ -104,7 +116,7 @@ class Pool:
                 if worker.alive():
                     taken.append(worker)
                 else:
-                    kill(worker)
+                    kill(worker, "died")
         return taken + [spawn() for _ in range(count - len(taken))]
 
     def give_back(self, workers: list[Worker]) -> None:
@@ -113,19 +125,20 @@ class Pool:
         with self._lock:
             self._forget_if_forked()
             for worker in workers:
-                worker.idle_since = now
+                worker.idle_since, worker.busy = now, False
+                kept.drop(worker)
             self._idle.extend(workers)
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap, name="pydags-idle-workers",
                                                 daemon=True)
                 self._reaper.start()
 
-    def close(self) -> None:
-        """Stop every idle worker now."""
+    def close(self, rescue: bool = True) -> None:
+        """Stop every idle worker now (``rescue``: fetching the results they keep first)."""
         with self._lock:
             self._forget_if_forked()
             workers, self._idle = self._idle, []
-        stop(workers)
+        stop(workers, rescue=rescue)
 
     def _reap(self) -> None:
         while True:
@@ -142,9 +155,12 @@ class Pool:
             self._idle, self._owner, self._reaper = [], os.getpid(), None
 
 
-def stop(workers: list[Worker], grace: float = 1.0) -> None:
-    """Ask idle workers to exit (their inbox closes), then kill those still there."""
+def stop(workers: list[Worker], grace: float = 1.0, rescue: bool = True) -> None:
+    """Ask idle workers to exit (their inbox closes), then kill those still there; with
+    ``rescue``, fetch the results they keep first."""
     for worker in workers:
+        if rescue:
+            kept.rescue(worker, "exited")
         worker.inbox.close()
     end = time.time() + grace
     open_pipes = {w.outbox: w for w in workers if w.alive()}
@@ -156,4 +172,4 @@ def stop(workers: list[Worker], grace: float = 1.0) -> None:
 
 
 POOL = Pool()
-atexit.register(POOL.close)
+atexit.register(POOL.close, rescue=False)  # nobody reads results any more

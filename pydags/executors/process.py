@@ -13,14 +13,19 @@ import contextlib
 import dataclasses
 import signal
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
+from typing import TYPE_CHECKING, Any
 
-from pydags.executors import buffers, pool
+from pydags.executors import buffers, kept, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.executors.worker import OUTPUT, STARTED, SentFunction
 from pydags.stage import StageCall
+
+if TYPE_CHECKING:
+    from pydags.results import Results
 
 
 @dataclass(eq=False)
@@ -58,31 +63,49 @@ class ProcessExecutor(Executor):
                        for i, worker in enumerate(pool.POOL.take(self.capacity))]
 
     def submit(self, job: Job) -> None:
-        files: list[str] = []
-        try:
-            function = job.function
-            if isinstance(function, StageCall):  # a run's jobs share their function's bytes
-                if id(function) not in self._sent:
-                    self._sent[id(function)] = (function, SentFunction(function))
-                job = dataclasses.replace(job, function=self._sent[id(function)][1])
-            payload = buffers.dumps(job, files)
-        except Exception as exc:
-            self._news.append(_unsendable(job, exc))
-            return
+        inputs = {name: v for name, v in job.inputs.items() if isinstance(v, kept.Kept)}
+        function = job.function
+        if isinstance(function, StageCall):  # a run's jobs share their function's bytes
+            if id(function) not in self._sent:
+                self._sent[id(function)] = (function, SentFunction(function))
+            function = self._sent[id(function)][1]
+        sent = dataclasses.replace(job, function=function, inputs={})
+        keep = kept.new_key() if job.keep else None
         for _ in range(3):  # an idle worker may have died since its last job
-            slot = next(s for s in self._slots if s.job is None)
+            slot = self._place(list(inputs.values()))
+            slot.worker.busy = True  # from now on, it drops no result it kept
+            files: list[str] = []
+            try:
+                with kept.sending_to(slot.worker) if inputs else contextlib.nullcontext():
+                    payload = buffers.dumps((sent, keep), files)
+            except Exception as exc:
+                buffers.delete(files)
+                slot.worker.busy = False
+                lost = isinstance(exc, kept.LostResult)
+                self._news.append(_lost(job, inputs) if lost else _unsendable(job, exc))
+                return
             try:
                 slot.worker.inbox.send_bytes(payload)
             except OSError:
-                self._replace(slot)
+                buffers.delete(files)
+                self._replace(slot, "died")
                 continue
             slot.job, slot.started, slot.deadline, slot.printed = job, 0.0, None, []
-            slot.files = files
+            slot.files, slot.worker.busy = files, True
             return
-        buffers.delete(files)
         self._news.append(Outcome(job.name, job.attempt, False, start=time.time(),
                                   end=time.time(), error=StageError(
                                       "crash", "no worker process could be started")))
+
+    def upstream(self, name: str, results: Results) -> Any:
+        return results.held(name)  # a result a worker keeps stays there until needed
+
+    def _place(self, inputs: Collection[kept.Kept]) -> _Slot:
+        """A free worker, the one keeping most of the job's inputs if one does."""
+        free = [s for s in self._slots if s.job is None]
+        if not inputs:
+            return free[0]
+        return max(free, key=lambda s: sum(k.nbytes for k in inputs if k.on(s.worker)))
 
     def poll(self, timeout: float) -> list[Started | Printed | Outcome]:
         if self._news:
@@ -125,7 +148,8 @@ class ProcessExecutor(Executor):
             slot.started = now = time.time()
             slot.deadline = now + job.timeout if job.timeout else None
             return Started(job.name, job.attempt, slot.label, now)
-        slot.job = None
+        slot.job, slot.worker.busy = None, False
+        kept.drop(slot.worker)
         try:
             outcome: Outcome = buffers.loads(data)
         except Exception as exc:  # the result's own unpickling failed, not the worker
@@ -136,6 +160,8 @@ class ProcessExecutor(Executor):
         finally:
             buffers.delete(slot.files)
         outcome.name, outcome.attempt, outcome.worker = job.name, job.attempt, slot.label
+        if isinstance(outcome.value, kept.Kept):
+            outcome.value.attach(slot.worker, job.name, slot.label)
         return outcome
 
     def _timed_out(self, slot: _Slot, now: float) -> Outcome:
@@ -143,7 +169,7 @@ class ProcessExecutor(Executor):
         assert job is not None
         self._drain(slot)
         label, output = slot.label, slot.output()
-        self._replace(slot)
+        self._replace(slot, f"was stopped when stage {job.name!r} timed out", rescue=True)
         return Outcome(job.name, job.attempt, False, worker=label, start=slot.started, end=now,
                        output=output,
                        error=StageError("timeout", f"stage {job.name!r} timed out after "
@@ -155,7 +181,7 @@ class ProcessExecutor(Executor):
         code = slot.worker.process.wait()
         self._drain(slot)
         label, output = slot.label, slot.output()
-        self._replace(slot)  # also kills what the stage started
+        self._replace(slot, f"died ({_describe_exit(code)})")  # with what the stage started
         return Outcome(job.name, job.attempt, False, worker=label, start=slot.started,
                        end=time.time(), output=output,
                        error=StageError("crash", f"worker died ({_describe_exit(code)})"))
@@ -174,18 +200,23 @@ class ProcessExecutor(Executor):
     def cancel(self, names: set[str]) -> None:
         for slot in self._slots:
             if slot.job is not None and slot.job.name in names:
-                self._replace(slot)
+                self._replace(slot, f"was stopped when stage {slot.job.name!r} was cancelled",
+                              rescue=True)
 
-    def _replace(self, slot: _Slot) -> None:
-        """Kill the slot's worker (and all it started); a new one takes its place."""
-        pool.kill(slot.worker)
+    def _replace(self, slot: _Slot, why: str, rescue: bool = False) -> None:
+        """Kill the slot's worker (and all it started; ``rescue``: fetching what it keeps
+        first); a new one takes its place. What it kept is lost, ``why``."""
+        if rescue:
+            kept.rescue(slot.worker, why)
+        pool.kill(slot.worker, why)
         buffers.delete(slot.files)
         slot.worker, slot.job, slot.deadline = pool.spawn(), None, None
 
     def shutdown(self) -> None:
         busy = [s for s in self._slots if s.job is not None]
         for slot in busy:  # interrupted mid-stage: not fit to reuse
-            pool.kill(slot.worker)
+            kept.rescue(slot.worker, "was stopped when the run was interrupted")
+            pool.kill(slot.worker, "was stopped when the run was interrupted")
         pool.POOL.give_back([s.worker for s in self._slots if s.job is None])
         self._slots = []
 
@@ -197,6 +228,15 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+def _lost(job: Job, inputs: dict[str, kept.Kept]) -> Outcome:
+    """A job that cannot start: results it takes went with a worker that died."""
+    now = time.time()
+    lost = tuple(name for name, handle in inputs.items() if handle.lost)
+    return Outcome(job.name, job.attempt, False, start=now, end=now, lost=lost, error=StageError(
+        "lost", f"stage {job.name!r} could not start: the results of {', '.join(lost)} "
+        "were lost with the worker that kept them"))
 
 
 def _unsendable(job: Job, exc: Exception) -> Outcome:

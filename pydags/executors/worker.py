@@ -22,7 +22,7 @@ from typing import Any
 
 import cloudpickle
 
-from pydags.executors import base, buffers
+from pydags.executors import base, buffers, kept
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
 from pydags.executors.batch import portable
@@ -106,7 +106,8 @@ def encode(outcome: Outcome) -> bytes:
 
 
 def serve(inbox: Connection, outbox: Connection) -> None:
-    """Run jobs until the parent closes the inbox."""
+    """Run jobs until the parent closes the inbox. A job comes with the key under which to
+    keep its result here, if it may (``kept``)."""
     lock = threading.Lock()  # one message at a time on the outbox
     sender = _Sender(outbox, lock)
     threading.Thread(target=sender.keep_flushing, daemon=True).start()
@@ -118,7 +119,7 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         start = time.time()
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
-            job = buffers.loads(data)
+            job, keep = buffers.loads(data)
         except Exception as exc:
             error = error_from_exception(exc)
             error.kind = "send"
@@ -130,6 +131,8 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             with lock:
                 outbox.send_bytes(STARTED)
             outcome = execute(job, interrupt_fails=True, stream=sender)
+            if keep is not None and outcome.ok:
+                outcome.value = kept.keep(outcome.value, keep) or outcome.value
         base.loading_stages = False
         sys.stdout.flush()
         sender.flush()
@@ -155,6 +158,7 @@ def main(argv: list[str]) -> None:
     threading.Thread(target=watch_driver, args=(os.getppid(),), daemon=True).start()
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
+    threading.Thread(target=kept.answer, args=(Connection(int(argv[2])),), daemon=True).start()
     os.environ.setdefault("MPLBACKEND", "Agg")
     serve(inbox, outbox)
 

@@ -1,0 +1,73 @@
+"""A run's results: values, some of them still in the worker process that made them."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from typing import Any
+
+
+class LostResult(RuntimeError):
+    """A result kept in a worker process that died before anyone read it."""
+
+
+class Remote:
+    """A result that lives elsewhere (in a worker); ``value()`` brings it here."""
+
+    preview: str = ""  # HTML, made where the value is
+    lost: bool = False  # the value is gone (its worker died)
+
+    def value(self) -> Any:
+        raise NotImplementedError
+
+
+class Results(dict):
+    """Stage name to result, like a dict; a result still in its worker is fetched the first
+    time it is read here (``held`` gives it as it is, without fetching)."""
+
+    def __getitem__(self, name: str) -> Any:
+        value = super().__getitem__(name)
+        return value.value() if isinstance(value, Remote) else value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default  # noqa: SIM401 (get is this)
+
+    def __iter__(self) -> Iterator[str]:  # so that dict(results) and {**results} read values
+        return iter(list(self.keys()))
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [self[name] for name in self]
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(name, self[name]) for name in self]
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self.items())
+
+    def __repr__(self) -> str:
+        return repr({name: self.held(name) for name in self})
+
+    def held(self, name: str) -> Any:
+        """Stage ``name``'s result as this run holds it: maybe a ``Remote`` handle."""
+        return super().__getitem__(name)
+
+    def preview(self, name: str) -> str:
+        """A short HTML view of stage ``name``'s result, without fetching it."""
+        value = self.held(name) if name in self else None
+        return value.preview if isinstance(value, Remote) else preview(value)
+
+
+def preview(value: Any) -> str:
+    """A short HTML view of a result: a DataFrame's first rows, an array's shape and dtype
+    and first items, else its repr cut short; nothing for None."""
+    if value is None:
+        return ""
+    if type(value).__name__ == "DataFrame" and hasattr(value, "to_html"):
+        return value.head(5).to_html(max_cols=8)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        flat = getattr(value, "flat", None)
+        first = [repr(v) for _, v in zip(range(6), flat, strict=False)] if flat is not None else []
+        return (f"<pre>{type(value).__name__} shape {html.escape(str(value.shape))} dtype "
+                f"{html.escape(str(value.dtype))}: {html.escape(', '.join(first))} …</pre>")
+    text = repr(value)
+    return f"<pre>{html.escape(text[:1000] + ('…' if len(text) > 1000 else ''))}</pre>"
