@@ -15,6 +15,7 @@ _EXPORTS = {
     "Pipeline": "pydags.pipeline",
     "PipelineError": "pydags.errors",
     "CycleError": "pydags.errors",
+    "LostResult": "pydags.errors",
     "DAGVerificationException": "pydags.errors",
     "InvalidStageTypeException": "pydags.errors",
     "Run": "pydags.run",

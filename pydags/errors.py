@@ -36,3 +36,7 @@ class CycleError(ValueError):
 # The names the published pydags 0.1 raised, for code that catches them.
 DAGVerificationException = CycleError
 InvalidStageTypeException = TypeError
+
+
+class LostResult(RuntimeError):
+    """A result kept in a worker process that died before anyone read it."""

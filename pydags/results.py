@@ -7,10 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 
-class LostResult(RuntimeError):
-    """A result kept in a worker process that died before anyone read it."""
-
-
 class Remote:
     """A result that lives elsewhere (in a worker); ``value()`` brings it here."""
 

@@ -14,9 +14,9 @@ from workload import big_array, crashes_once, echo, pass_along, pause_then_doubl
 
 import pydags
 from pydags import StageStatus
+from pydags.errors import LostResult
 from pydags.executors.kept import Kept
 from pydags.pipeline import Pipeline
-from pydags.results import LostResult
 
 pytestmark = pytest.mark.usefixtures("no_orphans")
 

@@ -1,7 +1,7 @@
 """Pickles whose large buffers travel through shared memory, so big data moves once.
 
-A buffer of ``THRESHOLD`` bytes or more (a numpy array, a pandas or Arrow column, a
-``bytearray``: anything pickle protocol 5 hands out of band) is not copied into the pickle.
+A buffer of ``THRESHOLD`` bytes or more (a numpy array, a pandas or Arrow column: what
+pickle protocol 5 hands out of band; ``bytes`` stay in band) is not copied into the pickle.
 It goes to a file in this driver's folder in ``/dev/shm`` and the receiver maps that file
 read-only, as Ray's object store does. A buffer that already lies in a mapped file (an
 array a worker returned, passed on to the next stages) is sent as a reference to that
@@ -86,6 +86,23 @@ def dumps(value: Any, written: list[str] | None = None) -> bytes:
 
     data = cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     return MARK + pickle.dumps((refs, data), protocol=5) if refs else data
+
+
+def size(value: Any) -> int:
+    """How many bytes of ``value`` would travel out of band (0 if it cannot be pickled)."""
+    total = 0
+
+    def count(buffer: pickle.PickleBuffer) -> bool:
+        nonlocal total
+        nbytes = buffer.raw().nbytes
+        total += nbytes if nbytes >= THRESHOLD else 0
+        return nbytes < THRESHOLD  # the large ones out of band: neither copied nor written
+
+    try:
+        cloudpickle.dumps(value, protocol=5, buffer_callback=count)
+    except Exception:
+        return 0
+    return total
 
 
 def loads(data: bytes) -> Any:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import pickle
 import threading
 import time
 import weakref
@@ -28,16 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from pydags.errors import LostResult
 from pydags.executors import buffers
-from pydags.results import LostResult, Remote, preview
+from pydags.results import Remote, preview
 
 if TYPE_CHECKING:
     from pydags.executors.pool import Worker
 
 FETCH_SECONDS = 60.0  # a worker answers a fetch between two bytecodes of its stage: soon
-RESCUE_SECONDS = 5.0  # at most this long fetching from a worker about to be stopped
+RESCUE_SECONDS = 2.0  # at most this long fetching from a worker about to be stopped
 _MISSING = object()
-_PLAIN = {int, float, bool, str, bytes, complex, type(None)}  # never hold large buffers
+_PLAIN = {int, float, bool, str, complex, type(None)}  # never hold large buffers
 _keys = itertools.count(1)
 _target = threading.local()  # the worker a job is being pickled for
 
@@ -47,28 +47,13 @@ store: dict[int, Any] = {}  # key -> a result kept in this worker
 
 def keep(value: Any, key: int) -> Kept | None:
     """In a worker: keep ``value`` here if it holds large buffers; its handle, else None."""
-    size = 0
-
-    def count(buffer: Any) -> bool:
-        nonlocal size
-        nbytes = buffer.raw().nbytes
-        size += nbytes if nbytes >= buffers.THRESHOLD else 0
-        return nbytes < buffers.THRESHOLD  # the large ones out of band: not copied
-
     if type(value) in _PLAIN:
         return None
-    try:
-        pickle.dumps(value, protocol=5, buffer_callback=count)
-    except Exception:  # a lambda, say
-        size = 0
-        try:
-            cloudpickle.dumps(value, protocol=5, buffer_callback=count)
-        except Exception:  # cannot be sent at all: the outcome says so
-            return None
-    if not size:
+    nbytes = buffers.size(value)
+    if not nbytes:
         return None
     store[key] = value
-    return Kept(key, size, preview(value))
+    return Kept(key, nbytes, preview(value))
 
 
 def held(key: int) -> Any:
@@ -140,7 +125,8 @@ class Kept(Remote):
                 except LostResult as exc:
                     self.lose(f"{self.label}, which kept it, {exc}")
                     raise LostResult(self._lost) from None
-                forget(self.worker, self.key)
+                finally:
+                    forget(self.worker, self.key)
             return self._value
 
     def lose(self, why: str) -> None:
@@ -151,6 +137,7 @@ class Kept(Remote):
 
     @property
     def lost(self) -> bool:
+        """Whether the worker that kept it died before it was fetched."""
         return self._lost is not None
 
 
@@ -206,7 +193,7 @@ def drop(worker: Worker) -> None:
     if not worker.drops or not worker.lock.acquire(blocking=False):
         return  # the next call sends them
     try:
-        keys, worker.drops = worker.drops, []
+        keys = [worker.drops.popleft() for _ in range(len(worker.drops))]
         with contextlib.suppress(OSError):
             worker.requests.send(("drop", 0, keys))
     finally:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
@@ -40,7 +41,7 @@ class Worker:
     idle_since: float = field(default_factory=time.time)
     busy: bool = False  # has a job
     kept: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
-    drops: list[int] = field(default_factory=list)  # kept results it may drop once idle
+    drops: deque[int] = field(default_factory=deque)  # kept results it may drop once idle
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
 
     @property
