@@ -180,8 +180,9 @@ class Scheduler:
                     for d in self.plan.dependencies[name]}
         args, kwargs = resolve_arguments(stage, upstream)
         takers = sum(name in self.plan.inputs[d] for d in self.dependents[name])
+        inputs = {d: upstream[d] for d in self.plan.inputs[name]}
         return Job(name, stage.callable(), args, kwargs, attempt=self.attempts[name],
-                   timeout=stage.timeout, inputs=upstream, keep=takers <= 1)
+                   timeout=stage.timeout, inputs=inputs, keep=takers <= 1)
 
     def _unblock(self, name: str, submitted: bool = False, mapped: bool = False) -> None:
         """``name`` succeeded (or was ``submitted``, for the stages taking its result through

@@ -101,10 +101,10 @@ class ProcessExecutor(Executor):
         return results.held(name)  # a result a worker keeps stays there until needed
 
     def _place(self, inputs: Collection[kept.Kept]) -> _Slot:
-        """A free worker, the one keeping most of the job's inputs if one does."""
+        """A free worker: the one keeping most of the job's inputs if one does."""
         free = [s for s in self._slots if s.job is None]
-        if not inputs:
-            return free[0]
+        if not inputs:  # leave the workers keeping results free for the stages taking them
+            return min(free, key=lambda s: len(s.worker.kept)) if len(free) > 1 else free[0]
         return max(free, key=lambda s: sum(k.nbytes for k in inputs if k.on(s.worker)))
 
     def poll(self, timeout: float) -> list[Started | Printed | Outcome]:
