@@ -15,7 +15,10 @@ Algorithm
     results it takes as arguments are submitted (those it only runs ``.after()`` must
     succeed first), passing results from worker to worker; if such an upstream attempt
     fails and is retried, the stages handed out behind it are withdrawn (back to PENDING)
-    and handed out again behind the retry. The rules are the same on every executor.
+    and handed out again behind the retry. A job says whether its result may stay in the
+    worker that makes it (at most one stage takes it); if such a result is lost with its
+    worker before the stage taking it could start, its stage runs again first. The rules
+    are the same on every executor.
 
 State (keyed by stage name; only this module changes it)
     blocked     name -> dependencies that keep it from being handed out: those not
