@@ -451,6 +451,9 @@ class Run:
         self.ended = time.time()
         self._interrupted = interrupted
         self._notify(self._on_finish, self)
+        for hooks in (self._on_start, self._on_event, self._on_finish, self._on_output,
+                      self._on_item):  # they often hold the run: let it go with its results
+            hooks.clear()
         self._finished.set()
 
     def _notify(self, subscribers: list[Callable[[Any], None]], news: Any) -> None:

@@ -139,6 +139,9 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         data = encode(outcome)
         with lock:
             outbox.send_bytes(data)
+        # Let the job's arguments go now, not when the next job comes: unmapping a big
+        # buffer takes a while.
+        job = outcome = data = None
 
 
 def watch_driver(driver: int, every: float = 0.1) -> None:
