@@ -10,7 +10,15 @@ import time
 import numpy
 import psutil
 import pytest
-from workload import big_array, crashes_once, echo, pass_along, pause_then_double
+from workload import (
+    array_sum,
+    big_array,
+    crashes_once,
+    echo,
+    pass_along,
+    pause_then_double,
+    wait_for_file,
+)
 
 import pydags
 from pydags import StageStatus
@@ -37,6 +45,30 @@ def test_results_read_like_a_dict_of_values():
     assert [float(v.sum()) for v in run.results.values()] == [EXPECTED]
     assert float(run.results.get("big_array").sum()) == EXPECTED
     assert run.results.get("nothing") is None and list(run.results) == ["big_array"]
+
+
+def wait_for(condition, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_stage_on_another_worker_gets_a_kept_result_from_its_busy_worker(tmp_path):
+    data = big_array(MB)
+    other = wait_for_file(str(tmp_path / "other")).named("other")
+    busy = wait_for_file(str(tmp_path / "busy")).named("busy").after(data)
+    total = array_sum(data).after(other)
+    run = Pipeline().add_stages(busy, total).start(num_cores=2, block=False)
+    wait_for(lambda: run.status["busy"] is StageStatus.RUNNING, "'busy' to run")
+    (tmp_path / "other").touch()  # 'array_sum' goes to the free worker; the holder is busy
+    wait_for(lambda: run.status["array_sum"].finished, "'array_sum' to end")
+    (tmp_path / "busy").touch()
+    run.wait(120)
+    records = run.stage_records
+    assert records["busy"].worker == records["big_array"].worker != records["array_sum"].worker
+    assert run.results["array_sum"] == (EXPECTED, False)
+    assert float(run.results["big_array"].sum()) == EXPECTED
 
 
 def test_a_crash_loses_a_kept_result_and_its_stage_runs_again(tmp_path):

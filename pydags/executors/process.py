@@ -55,8 +55,9 @@ class ProcessExecutor(Executor):
         self.capacity = workers
         self._slots: list[_Slot] = []
         self._news: list[Started | Printed | Outcome] = []
-        # id of a stage function -> (the function, kept so its id stays its own; its bytes)
-        self._sent: dict[int, tuple[StageCall, SentFunction]] = {}
+        # (id of a stage function, by reference?) -> (a call of it, kept so that the id stays
+        # its own; its bytes)
+        self._sent: dict[tuple[int, bool], tuple[StageCall, SentFunction]] = {}
 
     def start(self) -> None:
         self._slots = [_Slot(f"worker-{i + 1}", worker)
@@ -66,9 +67,10 @@ class ProcessExecutor(Executor):
         inputs = {name: v for name, v in job.inputs.items() if isinstance(v, kept.Kept)}
         function = job.function
         if isinstance(function, StageCall):  # a run's jobs share their function's bytes
-            if id(function) not in self._sent:
-                self._sent[id(function)] = (function, SentFunction(function))
-            function = self._sent[id(function)][1]
+            key = (id(function.function), function.by_reference)  # stages of one function too
+            if key not in self._sent:
+                self._sent[key] = (function, SentFunction(function))
+            function = self._sent[key][1]
         sent = dataclasses.replace(job, function=function, inputs={})
         keep = kept.new_key() if job.keep else None
         for _ in range(3):  # an idle worker may have died since its last job
