@@ -12,6 +12,8 @@ import time
 import psutil
 from conftest import assert_no_orphans
 
+from pydags.executors import buffers
+
 DRIVER = textwrap.dedent("""
     import subprocess, sys, time
     from pydags import Pipeline, stage
@@ -30,6 +32,7 @@ DRIVER = textwrap.dedent("""
 
 
 def test_killing_the_driver_stops_its_workers_and_what_they_started(no_orphans, tmp_path):
+    ours = buffers.folder()  # the driver below inherits its variable, and makes its own
     driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=tmp_path,
                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     process = psutil.Process(driver.pid)
@@ -44,3 +47,4 @@ def test_killing_the_driver_stops_its_workers_and_what_they_started(no_orphans, 
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert_no_orphans(seconds=10)
+    assert os.path.isdir(ours)  # its workers cleaned up the killed driver's folder, not ours

@@ -54,14 +54,21 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def folder() -> str:
-    """This driver's folder for shared buffers (made on first use)."""
+    """This driver's folder for shared buffers (made on first use; a worker's is its
+    driver's). A driver started by another, whose variable it inherits, makes its own."""
     path = os.environ.get(FOLDER_VARIABLE)
-    if path is None:
+    if path is None or not (in_worker or owner(path) == os.getpid()):
         base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
         path = tempfile.mkdtemp(prefix=f"pydags-{os.getpid()}-", dir=base)
         os.environ[FOLDER_VARIABLE] = path  # workers started from now on inherit it
         atexit.register(shutil.rmtree, path, True)
     return path
+
+
+def owner(path: str) -> int | None:
+    """The process id of the driver that made the folder ``path``."""
+    parts = os.path.basename(path).split("-")
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
 
 
 def dumps(value: Any, written: list[str] | None = None) -> bytes:

@@ -149,7 +149,8 @@ def watch_driver(driver: int, every: float = 0.1) -> None:
     process is gone (killed, crashed, ended), so no stage outlives the run's owner."""
     while os.getppid() == driver:
         time.sleep(every)
-    shutil.rmtree(buffers.folder(), ignore_errors=True)  # the driver cannot any more
+    if buffers.owner(buffers.folder()) == driver:  # not a folder of a driver above it
+        shutil.rmtree(buffers.folder(), ignore_errors=True)  # the driver cannot any more
     os.killpg(0, signal.SIGKILL)
 
 
