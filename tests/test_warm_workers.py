@@ -17,6 +17,7 @@ from workload import pid_and_modules, talk_then
 
 import pydags
 from pydags import StageStatus
+from pydags.executors import buffers
 from pydags.executors.pool import POOL
 from pydags.pipeline import Pipeline
 
@@ -31,8 +32,10 @@ def test_later_runs_reuse_the_workers_and_their_imports():
     second = pipeline.start(num_cores=2)
     assert {pid for pid, _ in second.results.values()} == pids
     assert all(had for _, had in second.results.values())  # imported in the first run
+    folder = buffers.folder()
     pydags.shutdown()
     assert POOL.idle == []
+    assert not os.path.exists(folder)  # unneeded: a driver killed now leaves nothing behind
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
 

@@ -65,6 +65,20 @@ def folder() -> str:
     return path
 
 
+def release() -> None:
+    """Delete this driver's folder if nothing here maps a file in it (call it when no worker
+    is left): the next use makes a new one. A driver killed later leaves nothing behind."""
+    path = os.environ.get(FOLDER_VARIABLE)
+    if path is None or in_worker or owner(path) != os.getpid():
+        return
+    with _lock:
+        _purge()
+        if any(alive() is not None for _, _, alive in _mapped.values()):
+            return
+        del os.environ[FOLDER_VARIABLE]
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def owner(path: str) -> int | None:
     """The process id of the driver that made the folder ``path``."""
     parts = os.path.basename(path).split("-")

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from pydags.executors import buffers, kept
+from pydags.executors.worker import STOP
 
 IDLE_SECONDS = float(os.environ.get("PYDAGS_IDLE_SECONDS", "300"))
+_spawned: weakref.WeakSet[Worker] = weakref.WeakSet()  # every worker not forgotten yet
 
 
 @dataclass(eq=False)
@@ -67,7 +69,8 @@ def spawn() -> Worker:
         opened += (request_ours, request_theirs)
         given = (job_read, out_write, request_theirs)  # the worker's ends
         process = subprocess.Popen(
-            [sys.executable, "-m", "pydags.executors.worker", *map(str, given)],
+            [sys.executable, "-m", "pydags.executors.worker", *map(str, given),
+             str(os.getpid())],
             pass_fds=given, start_new_session=True, env=env, cwd=os.getcwd(),
             stdin=subprocess.DEVNULL)
     except OSError as exc:
@@ -78,8 +81,10 @@ def spawn() -> Worker:
                          if exc.errno == errno.EMFILE else "")) from exc
     for fd in given:
         os.close(fd)
-    return Worker(process, Connection(job_write, readable=False),
+    worker = Worker(process, Connection(job_write, readable=False),
                   Connection(out_read, writable=False), Connection(request_ours))
+    _spawned.add(worker)
+    return worker
 
 
 def kill(worker: Worker, why: str = "was stopped") -> None:
@@ -135,11 +140,14 @@ class Pool:
                 self._reaper.start()
 
     def close(self, rescue: bool = True) -> None:
-        """Stop every idle worker now (``rescue``: fetching the results they keep first)."""
+        """Stop every idle worker now (``rescue``: fetching the results they keep first);
+        with no worker left, the shared folder goes too if no result here maps it."""
         with self._lock:
             self._forget_if_forked()
             workers, self._idle = self._idle, []
         stop(workers, rescue=rescue)
+        if not any(worker.alive() for worker in _spawned):
+            buffers.release()
 
     def _reap(self) -> None:
         while True:
@@ -157,11 +165,13 @@ class Pool:
 
 
 def stop(workers: list[Worker], grace: float = 1.0, rescue: bool = True) -> None:
-    """Ask idle workers to exit (their inbox closes), then kill those still there; with
+    """Ask idle workers to exit, then kill those still there; with
     ``rescue``, fetch the results they keep first."""
     for worker in workers:
         if rescue:
             kept.rescue(worker, "exited")
+        with contextlib.suppress(OSError):
+            worker.inbox.send_bytes(STOP)
         worker.inbox.close()
     end = time.time() + grace
     open_pipes = {w.outbox: w for w in workers if w.alive()}

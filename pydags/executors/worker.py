@@ -1,8 +1,9 @@
 """A worker process: reads jobs from one pipe, runs them, writes outcomes to another.
 
-Started by ``ProcessExecutor`` as ``python -m pydags.executors.worker IN_FD OUT_FD``: a
-fresh interpreter, so it works the same whatever the multiprocessing start method is,
-and never re-imports the user's ``__main__``. Jobs arrive pickled by cloudpickle, so
+Started by ``pool.spawn`` as ``python -m pydags.executors.worker IN OUT REQUESTS DRIVER``
+(three file descriptors and the driver's process id): a fresh interpreter, so it works
+the same whatever the multiprocessing start method is, and never re-imports the user's
+``__main__``. Jobs arrive pickled by cloudpickle, so
 functions defined in a notebook, in ``__main__``, by ``exec`` or as lambdas all run here.
 """
 
@@ -30,6 +31,7 @@ from pydags.executors.batch import portable
 # Messages other than outcomes start with NUL, which an outcome's pickle never does.
 STARTED = b"\x00started"  # a job begins
 OUTPUT = b"\x00output"  # followed by what the stage printed since the last such message
+STOP = b"\x00stop"  # from the driver: exit
 FLUSH_SECONDS = 0.1  # what a stage prints reaches the driver at least this often
 
 
@@ -105,9 +107,10 @@ def encode(outcome: Outcome) -> bytes:
                                              end=outcome.end))
 
 
-def serve(inbox: Connection, outbox: Connection) -> None:
-    """Run jobs until the parent closes the inbox. A job comes with the key under which to
-    keep its result here, if it may (``kept``)."""
+def serve(inbox: Connection, outbox: Connection) -> bool:
+    """Run jobs until the driver says ``STOP`` (True) or the inbox closes without it (False:
+    the driver is gone). A job comes with the key under which to keep its result here, if
+    it may (``kept``)."""
     lock = threading.Lock()  # one message at a time on the outbox
     sender = _Sender(outbox, lock)
     threading.Thread(target=sender.keep_flushing, daemon=True).start()
@@ -115,7 +118,9 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         try:
             data = inbox.recv_bytes()
         except (EOFError, OSError):
-            return
+            return False
+        if data == STOP:
+            return True
         start = time.time()
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
@@ -149,8 +154,9 @@ def watch_driver(driver: int, every: float = 0.1) -> None:
     process is gone (killed, crashed, ended), so no stage outlives the run's owner."""
     while os.getppid() == driver:
         time.sleep(every)
-    if buffers.owner(buffers.folder()) == driver:  # not a folder of a driver above it
-        shutil.rmtree(buffers.folder(), ignore_errors=True)  # the driver cannot any more
+    folder = os.environ.get(buffers.FOLDER_VARIABLE)
+    if folder is not None and buffers.owner(folder) == driver:  # not one of a driver above
+        shutil.rmtree(folder, ignore_errors=True)  # the driver cannot any more
     os.killpg(0, signal.SIGKILL)
 
 
@@ -159,12 +165,14 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     # A thread, not PR_SET_PDEATHSIG: that signal follows the driver's thread that started
     # the worker, not the driver process, and it would not reach what the stage started.
-    threading.Thread(target=watch_driver, args=(os.getppid(),), daemon=True).start()
+    driver = int(argv[3])  # not getppid(): the driver may have died while this one started
+    threading.Thread(target=watch_driver, args=(driver,), daemon=True).start()
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
     threading.Thread(target=kept.answer, args=(Connection(int(argv[2])),), daemon=True).start()
     os.environ.setdefault("MPLBACKEND", "Agg")
-    serve(inbox, outbox)
+    if not serve(inbox, outbox):
+        watch_driver(driver)  # it is dying: clean up after it
 
 
 if __name__ == "__main__":
