@@ -109,23 +109,6 @@ def dumps(value: Any, written: list[str] | None = None) -> bytes:
     return MARK + pickle.dumps((refs, data), protocol=5) if refs else data
 
 
-def size(value: Any) -> int:
-    """How many bytes of ``value`` would travel out of band (0 if it cannot be pickled)."""
-    total = 0
-
-    def count(buffer: pickle.PickleBuffer) -> bool:
-        nonlocal total
-        nbytes = buffer.raw().nbytes
-        total += nbytes if nbytes >= THRESHOLD else 0
-        return nbytes < THRESHOLD  # the large ones out of band: neither copied nor written
-
-    try:
-        cloudpickle.dumps(value, protocol=5, buffer_callback=count)
-    except Exception:
-        return 0
-    return total
-
-
 def loads(data: bytes) -> Any:
     """The value of a pickle made by ``dumps``."""
     if not data.startswith(MARK):

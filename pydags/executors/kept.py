@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import pickle
 import threading
 import time
 import weakref
@@ -45,15 +46,39 @@ _target = threading.local()  # the worker a job is being pickled for
 store: dict[int, Any] = {}  # key -> a result kept in this worker
 
 
-def keep(value: Any, key: int) -> Kept | None:
-    """In a worker: keep ``value`` here if it holds large buffers; its handle, else None."""
+def keep(value: Any, key: int) -> Any:
+    """In a worker: keep ``value`` here if it holds large buffers and give its handle; else
+    give it pickled already (so that it is not pickled twice), or as it is."""
     if type(value) in _PLAIN:
-        return None
-    nbytes = buffers.size(value)
-    if not nbytes:
-        return None
+        return value
+    size = 0
+
+    def count(buffer: pickle.PickleBuffer) -> bool:
+        nonlocal size
+        nbytes = buffer.raw().nbytes
+        size += nbytes if nbytes >= buffers.THRESHOLD else 0
+        return nbytes < buffers.THRESHOLD  # the large ones out of band: not copied
+
+    try:
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=count)
+    except Exception:  # cannot be sent: the outcome says so
+        return value
+    if not size:
+        return _Pickled(data)
     store[key] = value
-    return Kept(key, nbytes, preview(value))
+    return Kept(key, size, preview(value))
+
+
+class _Pickled:
+    """A value already pickled: unpickled as the value itself."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self) -> tuple:
+        return pickle.loads, (self.data,)
 
 
 def held(key: int) -> Any:

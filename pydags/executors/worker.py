@@ -137,7 +137,7 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
                 outbox.send_bytes(STARTED)
             outcome = execute(job, interrupt_fails=True, stream=sender)
             if keep is not None and outcome.ok:
-                outcome.value = kept.keep(outcome.value, keep) or outcome.value
+                outcome.value = kept.keep(outcome.value, keep)
         base.loading_stages = False
         sys.stdout.flush()
         sender.flush()
