@@ -128,6 +128,11 @@ class Kept(Remote):
             return held, (self.key,)
         return _same, (self.value(),)  # its large buffers go by shared memory
 
+    def __repr__(self) -> str:
+        where = ("lost" if self.lost else "fetched" if self._value is not _MISSING
+                 else f"in {self.label}")
+        return f"<result of stage {self.stage!r}, {self.nbytes / 1e6:.1f} MB, {where}>"
+
     def attach(self, worker: Worker, stage: str, label: str) -> None:
         """In the driver: the handle of ``stage``'s result, kept by ``worker``."""
         self.worker, self.stage, self.label = worker, stage, label
