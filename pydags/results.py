@@ -23,7 +23,9 @@ class Results(dict):
 
     def __getitem__(self, name: str) -> Any:
         value = super().__getitem__(name)
-        return value.value() if isinstance(value, Remote) else value
+        while isinstance(value, Remote):  # fetched from a worker: maybe bytes still shared
+            value = value.value()
+        return value
 
     def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name in self else default  # noqa: SIM401 (get is this)

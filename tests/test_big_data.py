@@ -8,7 +8,7 @@ import os
 import numpy
 import psutil
 import pytest
-from workload import array_sum, big_array, pass_along
+from workload import array_sum, big_array, big_bytes, bytes_info, pass_along
 
 from pydags.executors import buffers
 from pydags.executors.kept import Kept
@@ -71,3 +71,21 @@ def test_the_garbage_collector_may_close_a_mapping_while_the_registry_is_locked(
         buffers._forget(0, os.path.join(buffers.folder(), "never-written"))
     with buffers._lock:
         buffers._purge()
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_large_bytes_reach_two_consumers_through_shared_memory_as_what_they_are(kind):
+    size = 32  # megabytes
+    data = big_bytes(size, kind)
+    pipeline = Pipeline().add_stages(bytes_info(data).named("a"), bytes_info(data).named("b"))
+    before = psutil.Process().memory_info().rss
+    run = pipeline.start(num_cores=2)
+    grown = psutil.Process().memory_info().rss - before
+    for name in "ab":
+        assert run.results[name] == (kind.__name__, size << 20, kind(b"\x01\x01"))
+    assert grown < (size << 20) / 2, f"the driver grew by {grown >> 20} MB"
+    assert len(shared_files()) == 1  # written once, by the worker that made it
+    result = run.results["big_bytes"]
+    assert type(result) is kind and result == kind(b"\x01" * (size << 20))
+    assert run.results["big_bytes"] is result
+    assert f"{kind.__name__} of 33,554,432 bytes" in run.results.preview("big_bytes")

@@ -13,6 +13,8 @@ import pytest
 from workload import (
     array_sum,
     big_array,
+    big_bytes,
+    bytes_info,
     crashes_once,
     echo,
     pass_along,
@@ -124,3 +126,11 @@ def test_a_worker_lets_a_result_go_with_the_run_that_held_it():
     while worker.memory_info().rss > 128 << 20 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert worker.memory_info().rss < 128 << 20
+
+
+def test_large_bytes_stay_in_their_worker_too_and_arrive_as_bytes():
+    run = Pipeline().add_stages(bytes_info(big_bytes(MB))).start(num_cores=2)
+    assert run.results["bytes_info"] == ("bytes", MB << 20, b"\x01\x01")
+    assert isinstance(run.results.held("big_bytes"), Kept)
+    value = run.results["big_bytes"]
+    assert type(value) is bytes and len(value) == MB << 20 and value[:1] == b"\x01"

@@ -338,3 +338,13 @@ def crashes_once(array, marker):
         open(marker, "w").close()
         os._exit(3)
     return float(array.sum())
+
+
+@stage
+def big_bytes(megabytes, kind=bytes):
+    return kind(b"\x01" * (megabytes << 20))
+
+
+@stage
+def bytes_info(data):
+    return type(data).__name__, len(data), data[:2]

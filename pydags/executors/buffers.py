@@ -1,7 +1,8 @@
 """Pickles whose large buffers travel through shared memory, so big data moves once.
 
 A buffer of ``THRESHOLD`` bytes or more (a numpy array, a pandas or Arrow column: what
-pickle protocol 5 hands out of band; ``bytes`` stay in band) is not copied into the pickle.
+pickle protocol 5 hands out of band; and ``bytes`` or a ``bytearray`` that is the value
+pickled, which pickle itself would copy) is not copied into the pickle.
 It goes to a file in this driver's folder in ``/dev/shm`` and the receiver maps that file
 read-only, as Ray's object store does. A buffer that already lies in a mapped file (an
 array a worker returned, passed on to the next stages) is sent as a reference to that
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
+
+from pydags.results import Remote
 
 THRESHOLD = 1 << 20  # bytes: smaller buffers stay inside the pickle
 MARK = b"\x00buffers"  # starts a pickle with buffers out of band (a plain one starts \x80)
@@ -90,7 +93,7 @@ def dumps(value: Any, written: list[str] | None = None) -> bytes:
     for it are added to ``written``."""
     refs: list[Ref] = []
 
-    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+    def callback(buffer: pickle.PickleBuffer) -> bool:
         view = buffer.raw()
         if view.nbytes < THRESHOLD:
             return True  # in band
@@ -105,8 +108,52 @@ def dumps(value: Any, written: list[str] | None = None) -> bytes:
         refs.append(ref)
         return False
 
-    data = cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+    data = cloudpickle.dumps(out_of_band(value), protocol=5, buffer_callback=callback)
     return MARK + pickle.dumps((refs, data), protocol=5) if refs else data
+
+
+def out_of_band(value: Any) -> Any:
+    """``value``, made to travel out of band if it is large ``bytes`` or a ``bytearray``
+    (which pickle would copy into the pickle)."""
+    if type(value) in (bytes, bytearray) and len(value) >= THRESHOLD:
+        return _Bytes(value)
+    return value
+
+
+class _Bytes:
+    """Large ``bytes`` or a ``bytearray`` on its way out of band."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes | bytearray):
+        self.value = value
+
+    def __reduce__(self) -> tuple:
+        return _bytes_from, (pickle.PickleBuffer(self.value), type(self.value))
+
+
+class SharedBytes(Remote):
+    """In the driver: large ``bytes`` (or a ``bytearray``) in shared memory, copied out only
+    when read here; sent on to other stages as a reference to the same pages."""
+
+    def __init__(self, view: memoryview, kind: type):
+        self.view, self.kind = view, kind
+        head = bytes(view[:40])
+        self.preview = f"<pre>{kind.__name__} of {len(view):,} bytes: {head!r}…</pre>"
+        self._value: bytes | bytearray | None = None
+
+    def value(self) -> bytes | bytearray:
+        if self._value is None:
+            self._value = self.kind(self.view)
+        return self._value
+
+    def __reduce__(self) -> tuple:
+        return _bytes_from, (pickle.PickleBuffer(self.view), self.kind)
+
+
+def _bytes_from(buffer: memoryview, kind: type) -> Any:
+    """A stage gets the bytes themselves; the driver, a handle to their pages."""
+    return kind(buffer) if in_worker else SharedBytes(memoryview(buffer), kind)
 
 
 def loads(data: bytes) -> Any:

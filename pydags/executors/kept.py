@@ -51,6 +51,11 @@ def keep(value: Any, key: int) -> Any:
     give it pickled already (so that it is not pickled twice), or as it is."""
     if type(value) in _PLAIN:
         return value
+    if type(value) in (bytes, bytearray):  # pickle would copy them: counted here
+        if len(value) < buffers.THRESHOLD:
+            return value
+        store[key] = value
+        return Kept(key, len(value), preview(value[:40]))
     size = 0
 
     def count(buffer: pickle.PickleBuffer) -> bool:

@@ -85,6 +85,7 @@ def encode(outcome: Outcome) -> bytes:
     """Pickle an outcome; an unpicklable result or exception becomes a clear failure."""
     if outcome.error is not None:
         portable(outcome.error)
+    outcome.value = buffers.out_of_band(outcome.value)
     try:
         return buffers.dumps(outcome)
     except Exception as exc:
