@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import html
 import itertools
 import mmap
 import os
@@ -138,8 +139,8 @@ class SharedBytes(Remote):
 
     def __init__(self, view: memoryview, kind: type):
         self.view, self.kind = view, kind
-        head = bytes(view[:40])
-        self.preview = f"<pre>{kind.__name__} of {len(view):,} bytes: {head!r}…</pre>"
+        head = html.escape(repr(bytes(view[:40])))
+        self.preview = f"<pre>{kind.__name__} of {len(view):,} bytes: {head}…</pre>"
         self._value: bytes | bytearray | None = None
 
     def value(self) -> bytes | bytearray:

@@ -5,7 +5,9 @@ modules its stages imported still loaded, so a run's fixed cost is a few millise
 not an interpreter start per worker. Workers idle for ``IDLE_SECONDS`` (environment
 variable ``PYDAGS_IDLE_SECONDS``, default 300) exit, and so do all of them at interpreter
 exit or on ``pydags.shutdown()``. A worker that ran a stage which timed out, was cancelled
-or crashed is never reused: it is killed with everything it started.
+or crashed is never reused: it is killed with everything it started. A worker may keep
+results of the runs it served (``kept``); those are fetched before it is stopped. A worker
+whose driver is gone cleans up after it and stops at once, busy or idle.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def spawn() -> Worker:
     for fd in given:
         os.close(fd)
     worker = Worker(process, Connection(job_write, readable=False),
-                  Connection(out_read, writable=False), Connection(request_ours))
+                    Connection(out_read, writable=False), Connection(request_ours))
     _spawned.add(worker)
     return worker
 
@@ -165,8 +167,8 @@ class Pool:
 
 
 def stop(workers: list[Worker], grace: float = 1.0, rescue: bool = True) -> None:
-    """Ask idle workers to exit, then kill those still there; with
-    ``rescue``, fetch the results they keep first."""
+    """Ask idle workers to exit, then kill those still there (``rescue``: fetching the
+    results they keep first)."""
     for worker in workers:
         if rescue:
             kept.rescue(worker, "exited")
