@@ -9,8 +9,9 @@ Prints, each against baselines measured in the same run:
   readiness loop (targets: at most the ProcessPoolExecutor, at most 1.5x the Pool);
 - a 200 MB float64 array from one stage to two consumers on 2 cores: the gap between the
   consumers' starts (target <= 100 ms), wall time beside ``num_cores=1`` (target <= 2x)
-  and the driver's peak memory growth (target <= 1.2x the array); a 10-stage chain passing
-  a 100 MB array along, beside ``num_cores=1`` (target <= 2x).
+  and the driver's peak memory growth (target <= 1.2x the array); the same with 200 MB of
+  ``bytes``; a 10-stage chain passing a 100 MB array along, beside ``num_cores=1``
+  (target <= 2x).
 """
 
 from __future__ import annotations
@@ -204,6 +205,27 @@ def big_data() -> None:
           f"1 core {inline:.2f} s, ratio {wall / inline:.2f}x (target <= 2); consumers "
           f"started {gap * 1e3:.0f} ms apart (target <= 100); driver grew by "
           f"{max(r[2] for r in ours) / (200 << 20):.2f}x the array at most (target <= 1.2)")
+
+    def produce_bytes(megabytes):
+        return b"\x01" * (megabytes << 20)
+
+    def count(data):
+        return data.count(1)
+
+    blob = stage(produce_bytes)(200)
+    fan_bytes = Pipeline("bytes", [stage(count)(blob).named("left"),
+                                   stage(count)(blob).named("right")])
+
+    def bytes_once(cores: int) -> float:
+        seconds = timed_start(fan_bytes, num_cores=cores)
+        fan_bytes.runs.clear()
+        return seconds
+
+    bytes_once(2)
+    ours, inline = map(statistics.median,
+                       interleaved(lambda: bytes_once(2), lambda: bytes_once(1)))
+    print(f"200 MB of bytes to two consumers (medians of {ROUNDS}): 2 cores {ours:.2f} s, "
+          f"1 core {inline:.2f} s, ratio {ours / inline:.2f}x")
 
     stages = [make(100)]
     for i in range(10):
