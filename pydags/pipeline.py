@@ -357,9 +357,9 @@ class Pipeline:
                 raise ValueError(f"rerun: pipeline {self.name!r} has no stage {name!r}")
             again |= {name} | nx.descendants(self.graph, name)
         results = last.results
-        reused = {n: results.held(n) for n, s in last.status.items()
-                  if s.succeeded and n in plan.stages and n in results and n not in again
-                  and not (isinstance(results.held(n), Remote) and results.held(n).lost)}
+        held = {n: results.held(n) for n, s in last.status.items()
+                if s.succeeded and n in plan.stages and n in results and n not in again}
+        reused = {n: v for n, v in held.items() if not (isinstance(v, Remote) and v.lost)}
         items = {n: i for n, i in last.items.items()
                  if n in plan.linked and n not in reused and n not in again}
         return reused, [ResumedItems(items)]
