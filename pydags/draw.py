@@ -24,6 +24,7 @@ from pydags.status import PALETTE, StageStatus
 
 BOX_WIDTH = 1.7  # inches; one data unit is one inch
 LINE_CHARS = 20  # characters per label line at FONT_SIZE
+EDGE = "#6b6b6b"  # arrows and legend text: a grey that reads on light and dark pages
 FONT_SIZE = 8.5
 GAP_X, GAP_Y = 0.8, 0.25
 LINE_HEIGHT = 0.17
@@ -151,11 +152,11 @@ class Drawing:
             points.append((centre[v][0] - half - 0.06, centre[v][1]))
             segments.append(points)
             heads.append((centre[v][0] - half - 0.05, centre[v][1]))
-        self.edges = LineCollection(segments, colors="#6b6b6b", linewidths=1.0, zorder=1)
+        self.edges = LineCollection(segments, colors=EDGE, linewidths=1.0, zorder=1)
         self.ax.add_collection(self.edges)
         if heads:
             xs, ys = zip(*heads, strict=True)
-            self.ax.scatter(xs, ys, marker=">", s=22, color="#6b6b6b", zorder=1, linewidths=0)
+            self.ax.scatter(xs, ys, marker=">", s=22, color=EDGE, zorder=1, linewidths=0)
 
     def update(self, status: Mapping[str, StageStatus]) -> None:
         """Colour each stage by its status (stages not named stay as they are, or pending)."""
@@ -176,6 +177,7 @@ class Drawing:
             columns = min(len(shown), self._legend_columns) or 1
             self._legend = self.ax.legend(handles=handles, loc="lower left", ncol=columns,
                                           frameon=False, fontsize=FONT_SIZE,
+                                          labelcolor=EDGE,  # read on light and dark pages
                                           bbox_to_anchor=(0, 0), handlelength=1.6)
             self._legend_statuses = shown
 
