@@ -62,6 +62,8 @@ def preview(value: Any) -> str:
         return ""
     if type(value).__name__ == "DataFrame" and hasattr(value, "to_html"):
         return value.head(5).to_html(max_cols=8)
+    if isinstance(value, (bytes, bytearray)) and len(value) > 40:
+        return bytes_preview(type(value), len(value), bytes(value[:40]))
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         flat = getattr(value, "flat", None)
         first = [repr(v) for _, v in zip(range(6), flat, strict=False)] if flat is not None else []
@@ -69,3 +71,8 @@ def preview(value: Any) -> str:
                 f"{html.escape(str(value.dtype))}: {html.escape(', '.join(first))} …</pre>")
     text = repr(value)
     return f"<pre>{html.escape(text[:1000] + ('…' if len(text) > 1000 else ''))}</pre>"
+
+
+def bytes_preview(kind: type, length: int, head: bytes) -> str:
+    """``bytes of 3,000,000 bytes: b'<b><b>…'``, escaped for HTML."""
+    return f"<pre>{kind.__name__} of {length:,} bytes: {html.escape(repr(head))}…</pre>"

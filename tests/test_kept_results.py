@@ -134,3 +134,4 @@ def test_large_bytes_stay_in_their_worker_too_and_arrive_as_bytes():
     assert isinstance(run.results.held("big_bytes"), Kept)
     value = run.results["big_bytes"]
     assert type(value) is bytes and len(value) == MB << 20 and value[:1] == b"\x01"
+    assert "bytes of 8,388,608 bytes: b&#x27;\\x01" in run.results.preview("big_bytes")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import html
 import itertools
 import mmap
 import os
@@ -33,7 +32,7 @@ from typing import Any
 
 import cloudpickle
 
-from pydags.results import Remote
+from pydags.results import Remote, bytes_preview
 
 THRESHOLD = 1 << 20  # bytes: smaller buffers stay inside the pickle
 MARK = b"\x00buffers"  # starts a pickle with buffers out of band (a plain one starts \x80)
@@ -139,8 +138,7 @@ class SharedBytes(Remote):
 
     def __init__(self, view: memoryview, kind: type):
         self.view, self.kind = view, kind
-        head = html.escape(repr(bytes(view[:40])))
-        self.preview = f"<pre>{kind.__name__} of {len(view):,} bytes: {head}…</pre>"
+        self.preview = bytes_preview(kind, len(view), bytes(view[:40]))
         self._value: bytes | bytearray | None = None
 
     def value(self) -> bytes | bytearray:

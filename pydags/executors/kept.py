@@ -55,7 +55,7 @@ def keep(value: Any, key: int) -> Any:
         if len(value) < buffers.THRESHOLD:
             return value
         store[key] = value
-        return Kept(key, len(value), preview(value[:40]))
+        return Kept(key, len(value), preview(value))
     size = 0
 
     def count(buffer: pickle.PickleBuffer) -> bool:
