@@ -18,6 +18,8 @@ _EXPORTS = {
     "LostResult": "pydags.errors",
     "DAGVerificationException": "pydags.errors",
     "InvalidStageTypeException": "pydags.errors",
+    "DAGException": "pydags.errors",
+    "StageException": "pydags.errors",
     "Run": "pydags.run",
     "Event": "pydags.run",
     "RedisStage": "pydags.stage",

@@ -48,6 +48,8 @@ class Fingerprint:
     code: str
     arguments: str
     upstream: tuple[tuple[str, str], ...]
+    logic: str = ""  # the code without the values of the module globals it reads
+    constants: tuple[tuple[str, str], ...] = ()  # each such global ("module.NAME") and value
 
     @property
     def digest(self) -> str:
@@ -57,6 +59,11 @@ class Fingerprint:
     def change_from(self, before: dict[str, Any]) -> str:
         """Why this stage runs again, compared with the fingerprint of its last result."""
         if before.get("code") != self.code:
+            if before.get("logic") == self.logic and "constants" in before:
+                was, now = dict(before["constants"]), dict(self.constants)
+                changed = sorted(n for n in was.keys() | now.keys() if was.get(n) != now.get(n))
+                if changed:
+                    return f"a global it reads changed: {', '.join(changed)}"
             return "its code changed"
         if before.get("arguments") != self.arguments:
             return "an argument changed"
@@ -76,11 +83,15 @@ def fingerprints(plan: Plan) -> dict[str, Fingerprint]:
             args = resolve_arguments(stage, {d: _Upstream(d) for d in deps})
             state = {k: v for k, v in stage.__getstate__().items() if k not in _NOT_RESULTS}
             arguments = _digest(stable((args, state)))
-            code = _digest(_code(stage))
+            constants: dict[str, bytes] = {}
+            logic = _code(stage, constants)
         except Exception:
             continue
+        values = tuple(sorted((n, _digest(v)) for n, v in constants.items()))
+        code = _digest(logic + stable(values))
         found[name] = Fingerprint(code, arguments,
-                                  tuple((d, found[d].digest) for d in sorted(deps)))
+                                  tuple((d, found[d].digest) for d in sorted(deps)),
+                                  _digest(logic), values)
     return found
 
 
@@ -204,26 +215,31 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _code(stage: Stage) -> bytes:
+def _code(stage: Stage, constants: dict[str, bytes]) -> bytes:
     if isinstance(stage, FunctionStage):
-        return code_of(stage.function)
+        return code_of(stage.function, None, constants)
+    seen: set[int] = set()
     methods = [v for v in vars(type(stage)).values() if callable(v)]
-    return _source(type(stage)) + b"".join(code_of(m) for m in methods)
+    return _source(type(stage)) + b"".join(code_of(m, seen, constants) for m in methods)
 
 
-def code_of(function: Any, seen: set[int] | None = None) -> bytes:
+def code_of(function: Any, seen: set[int] | None = None,
+            constants: dict[str, bytes] | None = None) -> bytes:
     """The code of ``function`` and of the user functions, classes and module constants it
-    refers to, transitively (libraries count by name and version, not by their code)."""
+    refers to, transitively (libraries count by name and version, not by their code).
+    Given ``constants``, the values of the module constants go there ("module.NAME" ->
+    their bytes) instead of into the code."""
     seen = set() if seen is None else seen
     if id(function) in seen:
         return b""
     seen.add(id(function))
     if isinstance(function, functools.partial):
-        return code_of(function.func, seen) + stable((function.args, function.keywords))
+        return (code_of(function.func, seen, constants)
+                + stable((function.args, function.keywords)))
     if isinstance(function, StageFunction):
-        return code_of(function.func, seen)
+        return code_of(function.func, seen, constants)
     if isinstance(function, types.MethodType):
-        return code_of(function.__func__, seen)
+        return code_of(function.__func__, seen, constants)
     code = getattr(function, "__code__", None)
     if code is None or not _is_user_code(function):
         return _library_name(function)
@@ -232,28 +248,36 @@ def code_of(function: Any, seen: set[int] | None = None) -> bytes:
     for cell in function.__closure__ or ():
         parts.append(_used(cell.cell_contents, seen))
     known = function.__globals__
+    module = known.get("__name__") or "__main__"
     for name in sorted(_names(code)):
         if name in known:
-            parts.append(name.encode() + b"=" + _used(known[name], seen))
+            where = name if module == "__main__" else f"{module}.{name}"
+            parts.append(name.encode() + b"=" + _used(known[name], seen, constants, where))
     return b"\0".join(parts)
 
 
-def _used(value: Any, seen: set[int]) -> bytes:
-    """What a function refers to, as far as it changes the function's result."""
+def _used(value: Any, seen: set[int], constants: dict[str, bytes] | None = None,
+          name: str = "") -> bytes:
+    """What a function refers to, as far as it changes the function's result (a module
+    constant's value goes to ``constants`` under ``name``, if given)."""
     if isinstance(value, types.ModuleType):
         return _library_name(value)
     if callable(value) and not isinstance(value, type):
-        return code_of(value, seen)
+        return code_of(value, seen, constants)
     if isinstance(value, type):
         if not _is_user_code(value) or id(value) in seen:
             return _library_name(value)
         seen.add(id(value))
         methods = [v for v in vars(value).values() if isinstance(v, types.FunctionType)]
-        return _source(value) + b"".join(code_of(m, seen) for m in methods)
+        return _source(value) + b"".join(code_of(m, seen, constants) for m in methods)
     try:
-        return stable(value)
+        found = stable(value)
     except Exception:  # an object it only uses, e.g. a client: its state does not count
         return type(value).__qualname__.encode()
+    if constants is None or not name:
+        return found
+    constants[name] = found
+    return b"<constant>"
 
 
 def _names(code: types.CodeType) -> set[str]:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pydags.pipeline import Pipeline
 from pydags.run import Run
@@ -53,19 +55,19 @@ def progress_table(run: Run) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_row(f"[bold]{finished}/{len(run.stage_records)}[/] stages finished",
                   f"{run.wall_time or 0:.1f}s")
-    table.add_row("running:", ", ".join(running[:8]) + (" …" if len(running) > 8 else ""))
+    table.add_row("running:", Text(", ".join(running[:8]) + (" …" if len(running) > 8 else "")))
     for name in running:
         if name in run.items:
-            table.add_row(f"  {name}:", run.items[name].summary())
+            table.add_row(Text(f"  {name}:"), run.items[name].summary())
     failed = run.failed()
     if failed:
-        table.add_row("[red]failed:[/]", ", ".join(failed))
+        table.add_row("[red]failed:[/]", Text(", ".join(failed)))
     return table
 
 
 def summary_table(run: Run) -> Table:
     """Every stage with its status and duration, and the run's totals."""
-    table = Table(title=f"{run.pipeline_name}: {run.wall_time or 0:.2f}s")
+    table = Table(title=Text(f"{run.pipeline_name}: {run.wall_time or 0:.2f}s"))
     cached = any(r.cache for r in run.stage_records.values())
     for column in ("stage", "status", "seconds", "worker", *(["cache"] if cached else [])):
         table.add_column(column)
@@ -73,8 +75,9 @@ def summary_table(run: Run) -> Table:
         look = PALETTE[record.status].rich
         took = f"{record.duration:.2f}" if record.duration is not None else "-"
         worker = run.items[record.name].summary() if record.name in run.items else record.worker
-        row = [record.name, f"[{look}]{record.status.value}[/]", took, worker or "-"]
-        table.add_row(*row, *([record.cache or "-"] if cached else []))
+        row = [Text(record.name), Text(record.status.value, style=look), took,
+               Text(worker or "-")]
+        table.add_row(*row, *([Text(record.cache or "-")] if cached else []))
     return table
 
 
@@ -91,7 +94,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
 
     console.print(efficiency_summary(run))
     for name in run.failed():
-        console.print(f"[red]stage {name!r} failed:[/]\n{run.errors[name]}")
+        console.print(f"[red]stage {escape(repr(name))} failed:[/]")
+        console.print(Text(run.errors[name]), highlight=False)
     return 0 if run.ok else 1
 
 

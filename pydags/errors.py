@@ -24,7 +24,19 @@ class PipelineError(Exception):
         )
 
 
-class CycleError(ValueError):
+class DAGException(Exception):
+    """A problem with the graph of a pipeline (the published pydags 0.1's base class)."""
+
+
+class StageException(Exception):
+    """A problem with a stage (the published pydags 0.1's base class)."""
+
+
+class InvalidStageTypeException(TypeError, StageException):
+    """Something that is not a stage was given where a stage must be."""
+
+
+class CycleError(ValueError, DAGException):
     """The stages depend on each other in a circle. ``.cycle`` lists them in order."""
 
     def __init__(self, cycle: list[str]):
@@ -33,9 +45,7 @@ class CycleError(ValueError):
         super().__init__(f"the stages form a cycle: {path}; remove one of these dependencies")
 
 
-# The names the published pydags 0.1 raised, for code that catches them.
-DAGVerificationException = CycleError
-InvalidStageTypeException = TypeError
+DAGVerificationException = CycleError  # the name the published pydags 0.1 gave it
 
 
 class LostResult(RuntimeError):

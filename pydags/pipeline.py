@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Iterable
@@ -10,19 +11,29 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from pydags.errors import CycleError
+from pydags.errors import (  # the last four: where the published pydags 0.1 defined them
+    CycleError,
+    DAGException,
+    DAGVerificationException,
+    InvalidStageTypeException,
+    StageException,
+)
 from pydags.executors import base
 from pydags.executors.base import Executor
 from pydags.mapping import ResumedItems
 from pydags.results import Remote
 from pydags.run import Run
 from pydags.scheduler import Plan, Scheduler
-from pydags.stage import FunctionStage, Stage, check_settings, stages_in
+from pydags.stage import FunctionStage, Stage, check_name, check_settings, stages_in
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 HISTORY = 20  # runs kept in ``pipeline.runs``
+
+
+__all__ = ["DAGException", "DAGVerificationException", "InvalidStageTypeException", "Pipeline",
+           "StageException"]
 
 
 class Pipeline:
@@ -63,7 +74,7 @@ class Pipeline:
         for position, item in enumerate(given):
             if not isinstance(item, Stage):
                 hint = " (call it: load(), not load)" if callable(item) else ""
-                raise TypeError(f"add_stages() takes stages; item {position} is a "
+                raise InvalidStageTypeException(f"add_stages() takes stages; item {position} is a "
                                 f"{type(item).__name__}: {item!r}{hint}")
         self._check()
         members, by_name = _closure(given, self._members, self._by_name, self.name)
@@ -305,7 +316,8 @@ class Pipeline:
             feeding = [cost[p] for p in linked.get(name, ()) if p]
             if feeding:
                 cost[name] = max(cost[name], max(feeding) + 1e-3)
-        return Plan(stages, deps, cost, inputs, linked)
+        names = {id(stage): name for name, stage in stages.items()}
+        return Plan(stages, deps, cost, inputs, linked, names)
 
     def _connect_stores(self, plan: Plan) -> None:
         """Give class stages without a store the pipeline's; check every store is reachable."""
@@ -341,7 +353,9 @@ class Pipeline:
             return InlineExecutor()
         from pydags.executors.process import ProcessExecutor
 
-        return ProcessExecutor(cores if plan.linked else min(cores, len(plan.stages)))
+        workers = cores if plan.linked else min(cores, len(plan.stages))
+        _warn_beyond_cores(workers)
+        return ProcessExecutor(workers)
 
     def _resumed(self, plan: Plan, rerun: Iterable[str] = (),
                  ) -> tuple[dict[str, Any], list[ResumedItems]]:
@@ -371,6 +385,19 @@ class Pipeline:
         return compare_runs(before, after)
 
 
+_WARNED: set[str] = set()  # warnings given once per process
+
+
+def _warn_beyond_cores(workers: int) -> None:
+    """Say once that more worker processes than cores only compete for them."""
+    have = os.cpu_count() or 1
+    if workers > have and "cores" not in _WARNED:
+        _WARNED.add("cores")
+        warnings.warn(f"num_cores={workers} starts {workers} worker processes on a machine "
+                      f"with {have} cores: they take turns on the cores, each with an "
+                      f"interpreter of its own; num_cores=-1 uses every core", stacklevel=4)
+
+
 def _check_cores(num_cores: Any) -> int:
     if num_cores is None:  # the published pydags 0.1's default: one stage at a time
         return 1
@@ -396,6 +423,7 @@ def _closure(given: list[Stage], members: dict[int, Stage], by_name: dict[str, S
             continue
         found[id(item)] = item
         name = item.name
+        check_name(name)
         other = names.get(name) or by_name.get(name)
         if other is not None and other is not item:
             raise ValueError(

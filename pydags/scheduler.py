@@ -79,6 +79,8 @@ class Plan:
     # mapped stage -> for each mapped argument, the mapped stage feeding it item by item
     # (None where the argument is given whole)
     linked: dict[str, list[str | None]] = field(default_factory=dict)
+    # id of each stage -> its name when the run was planned (a stage renamed since keeps it)
+    names: dict[int, str] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -139,7 +141,11 @@ class Scheduler:
     def _begin(self) -> None:
         for name in self.plan.stages:
             if name in self.cached:
-                self.run.set_result(name, self.cached[name])
+                value = self.cached[name]
+                self.run.set_result(name, value)
+                if name in self.plan.linked and isinstance(value, list):  # its items too
+                    self.run.mapped(name, Items(len(value)))
+                    self.run.items_known(name, dict(enumerate(value)))
                 self._set(name, StageStatus.CACHED)
         for blocked in self.blocked.values():
             blocked.difference_update(self.cached)
@@ -181,7 +187,7 @@ class Scheduler:
         stage = self.plan.stages[name]
         upstream = {d: self.executor.upstream(d, self.run.results)
                     for d in self.plan.dependencies[name]}
-        args, kwargs = resolve_arguments(stage, upstream)
+        args, kwargs = resolve_arguments(stage, upstream, self.plan.names)
         takers = sum(name in self.plan.inputs[d] for d in self.dependents[name])
         inputs = {d: upstream[d] for d in self.plan.inputs[name]}
         return Job(name, stage.callable(), args, kwargs, attempt=self.attempts[name],
@@ -243,7 +249,7 @@ class Scheduler:
                    else self.run.results[d]  # a map known whole (cached, resumed) included
                    for d in self.plan.dependencies[name]}
         try:
-            args, kwargs = resolve_arguments(stage, results)
+            args, kwargs = resolve_arguments(stage, results, self.plan.names)
             sources = [items_of(v, f"stage {name!r}, mapped argument {p} (the result of "
                                 f"{linked[p]!r})" if linked[p] else
                                 f"stage {name!r}, mapped argument {p}")

@@ -11,8 +11,11 @@ import linecache
 import math
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from pydags.errors import InvalidStageTypeException
 
 
 def _refuse_generators(name: str, function: Any) -> None:
@@ -77,6 +80,7 @@ class Stage:
         """Give the stage another name (two stages of a pipeline need different names)."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"named() takes a non-empty string, not {name!r}")
+        check_name(name)
         self._name = name
         self._changed()
         return self
@@ -92,7 +96,7 @@ class Stage:
         """Run this stage only after ``stages`` are done; returns ``self`` to chain."""
         for other in stages:
             if not isinstance(other, Stage):
-                raise TypeError(
+                raise InvalidStageTypeException(
                     f"{self.name}.after() takes stages, not {type(other).__name__} "
                     f"({other!r}); call the @stage function first, e.g. load() not load"
                 )
@@ -356,10 +360,26 @@ def stage(
         if not callable(func):
             raise TypeError(f"@stage decorates a function, not {type(func).__name__}")
         _refuse_generators(getattr(func, "__name__", "stage"), func)
+        _refuse_methods(func)
         _check_options(getattr(func, "__name__", "stage"), options)
         return StageFunction(func, options)
 
     return wrap(function) if function is not None else wrap
+
+
+def _refuse_methods(function: Any) -> None:
+    """A function defined in a class body and taking ``self`` (or ``cls``) is a method: a
+    stage made from it would be called without its instance."""
+    owner, _, name = getattr(function, "__qualname__", "").rpartition(".")
+    try:
+        first = next(iter(inspect.signature(function).parameters), None)
+    except (TypeError, ValueError):
+        return
+    if owner and not owner.endswith("<locals>") and first in ("self", "cls"):
+        raise TypeError(
+            f"@stage cannot decorate the method {owner.rpartition('.')[2]}.{name}: a stage "
+            f"is called without an instance. Define {name} as a function outside the class, or make the class a "
+            "Stage subclass and put the work in its run() method")
 
 
 def _check_options(name: str, options: dict) -> None:
@@ -388,14 +408,17 @@ def _mapping(item: Stage) -> Stage:
         raise TypeError(f"{item.name}.map() needs a positional argument to map over: a list "
                         "or a stage returning one (keyword arguments go whole to every item)")
     lengths = {}
+    given = list(args)
     for position, value in enumerate(args):
         if isinstance(value, Stage):
             continue
         where = f"stage {item.name!r}, mapped argument {position}"
-        lengths[position] = len(items_of(value, where))
+        given[position] = items_of(value, where)  # a generator is gone once gone through
+        lengths[position] = len(given[position])
     if len(set(lengths.values())) > 1:
         raise ValueError(f"stage {item.name!r}: mapped arguments have different lengths: "
                          + mismatch(lengths))
+    item._args = tuple(given)
     item.mapped = True
     return item
 
@@ -414,6 +437,16 @@ def items_of(value: Any, where: str) -> Any:
     if isinstance(value, (list, tuple, range)):
         return value
     return list(value)
+
+
+def check_name(name: str) -> None:
+    """Refuse a stage name that holds a control character: no drawing, table or terminal
+    could show it as written."""
+    bad = sorted({c for c in name if unicodedata.category(c) in ("Cc", "Cs")})
+    if bad:
+        raise ValueError(f"stage name {name!r} holds control characters "
+                         f"({', '.join(map(repr, bad))}); give it a name without them "
+                         "with .named()")
 
 
 def mismatch(lengths: dict[int, int]) -> str:
@@ -540,11 +573,16 @@ def stages_in(args: tuple, kwargs: dict, owner: str = "?") -> list[Stage]:
     return list(found.values())
 
 
-def resolve(value: Any, results: dict[str, Any], where: str = "an argument") -> Any:
+def resolve(value: Any, results: dict[str, Any], where: str = "an argument",
+            names: dict[int, str] | None = None) -> Any:
     """``value`` with every stage inside it replaced by its result from ``results``;
-    containers without a stage are passed as they are, not copied."""
+    containers without a stage are passed as they are, not copied. ``names``: each stage's
+    name by id, as a run knew them when it started (a stage renamed since keeps it)."""
+    def result(item: Stage) -> Any:
+        return results[names[id(item)] if names is not None else item.name]
+
     if isinstance(value, Stage):
-        return results[value.name]
+        return result(value)
     holding = _holding(value, where)
     if id(value) not in holding:
         return value
@@ -555,7 +593,7 @@ def resolve(value: Any, results: dict[str, Any], where: str = "an argument") -> 
         parts = _parts(node, where) or []
         if children_done:
             built[id(node)] = _rebuild(node, [
-                results[p.name] if isinstance(p, Stage) else built.get(id(p), p)
+                result(p) if isinstance(p, Stage) else built.get(id(p), p)
                 for p in parts], where)
             continue
         stack.append((node, True))
@@ -563,12 +601,14 @@ def resolve(value: Any, results: dict[str, Any], where: str = "an argument") -> 
     return built[id(value)]
 
 
-def resolve_arguments(item: Stage, results: dict[str, Any]) -> tuple[tuple, dict]:
-    """The stage's arguments with every stage inside replaced by its result."""
+def resolve_arguments(item: Stage, results: dict[str, Any],
+                      names: dict[int, str] | None = None) -> tuple[tuple, dict]:
+    """The stage's arguments with every stage inside replaced by its result (``names``:
+    as for ``resolve``)."""
     args, kwargs = item.arguments
-    return (tuple(resolve(v, results, f"stage {item.name!r}, argument {i}")
+    return (tuple(resolve(v, results, f"stage {item.name!r}, argument {i}", names)
                   for i, v in enumerate(args)),
-            {k: resolve(v, results, f"stage {item.name!r}, argument {k!r}")
+            {k: resolve(v, results, f"stage {item.name!r}, argument {k!r}", names)
              for k, v in kwargs.items()})
 
 

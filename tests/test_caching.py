@@ -61,6 +61,7 @@ def test_a_change_to_a_helper_or_a_module_constant_runs_the_stage_again(tmp_path
     assert notes(helper_changed)["report"] == "runs again: upstream compute changed"
     constant_changed = build(tmp_path, scale=10, factor=2040).start(cache=True)
     assert constant_changed.results["compute"] == 21 * 2040 * 10
+    assert notes(constant_changed)["compute"] == "runs again: a global it reads changed: SCALE"
 
 
 def test_an_argument_change_is_named_as_the_reason(tmp_path):

@@ -122,3 +122,25 @@ numbers = Pipeline("numbers").add_stages(double.map(range(30)), odd_only.map([1,
     assert "30 items: 30 done" in result.stdout
     assert "3 items: 2 done · 1 failed" in result.stdout
     assert "1 of 3 items of stage 'odd_only' failed: item 1 (2)" in result.stdout
+
+
+def test_names_and_errors_print_as_written_not_as_markup(tmp_path):
+    import os
+
+    path = tmp_path / "marked.py"
+    path.write_text(SCRIPT + """
+TABLE = {}
+
+@stage
+def lookup(x, key="k"):
+    raise KeyError("no row [/y] in TABLE[key]")
+
+marked = Pipeline("marked").add_stages(lookup(load()).named("[bold]loud[/bold]"))
+""")
+    result = subprocess.run([sys.executable, "-m", "pydags.cli", "run", f"{path}:marked"],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, COLUMNS="200"))
+    assert result.returncode == 1, result.stderr
+    assert "MarkupError" not in result.stderr
+    assert "[bold]loud[/bold]" in result.stdout
+    assert "no row [/y] in TABLE[key]" in result.stdout

@@ -54,3 +54,26 @@ def test_the_01_names_of_errors_and_run_stage(tmp_path):
         Pipeline().add_stage("not a stage")
     assert Pipeline(store=pydags.DiskStore(tmp_path)).add_stage(clean(load())).run_stage(
         "clean") == [1, 2, 3]
+
+
+def test_the_01_exceptions_import_from_pipeline_and_keep_their_bases():
+    from workload import clean, load
+
+    from pydags.pipeline import (
+        DAGException,
+        DAGVerificationException,
+        InvalidStageTypeException,
+        StageException,
+    )
+
+    with pytest.raises(DAGException):
+        a, b = load(), clean([1])
+        Pipeline().add_stages(a.after(b), b.after(a))
+    assert issubclass(DAGVerificationException, DAGException)
+    for bad in (lambda: Pipeline().add_stage(42), lambda: load().after("load")):
+        with pytest.raises(StageException):
+            bad()
+        with pytest.raises(InvalidStageTypeException):
+            bad()
+        with pytest.raises(TypeError):  # as pydags 0.2 says it
+            bad()

@@ -348,3 +348,53 @@ def big_bytes(megabytes, kind=bytes):
 @stage
 def bytes_info(data):
     return type(data).__name__, len(data), data[:2]
+
+
+@stage
+def exits_for(x, bad):
+    """Calls ``sys.exit(4)`` for item ``bad``."""
+    if x == bad:
+        sys.exit(4)
+    return x
+
+
+@stage
+def lock_for(x, bad):
+    """Returns a lock, which cannot be pickled, for item ``bad``."""
+    return threading.Lock() if x == bad else x
+
+
+@stage
+def where_am_i(_=None, variable="PYDAGS_TEST_X", module=""):
+    """The working directory, an environment variable, and a module's ``VALUE``."""
+    value = __import__(module).VALUE if module else None
+    return os.getcwd(), os.environ.get(variable), value
+
+
+@stage
+def size_of(x, model=None):
+    return x + len(model)
+
+
+@stage
+def starts_a_daemon(pid_file):
+    """Starts a process that leaves its session and parent (setsid, double fork), then ends."""
+    import subprocess
+
+    subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        "if os.fork(): sys.exit(0)\n"
+        "os.setsid()\n"
+        "if os.fork(): sys.exit(0)\n"
+        f"open({pid_file!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"os.rename({pid_file!r} + '.tmp', {pid_file!r})\n"
+        "time.sleep(600)\n")]).wait()
+    wait_for_file.func(pid_file, 60)
+    return int(open(pid_file).read())
+
+
+@stage
+def big_rows(x, megabytes=2):
+    """About ``megabytes`` of bytes per item, slowly enough for a driver to die mid-map."""
+    time.sleep(0.02)
+    return b"\x02" * (megabytes << 20)

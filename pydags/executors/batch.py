@@ -59,9 +59,28 @@ class ItemBatch:
                 else:
                     value = function(argument, **kwargs) if kwargs else function(argument)
                 values[position] = awaited(value) if awaits else value
-            except Exception as exc:  # this item's failure; the batch goes on
+            except (Exception, SystemExit) as exc:  # this item's failure; the batch goes on
                 errors[position] = portable(error_from_exception(exc))
         return BatchResult(values, errors, starts, clock())
+
+
+def sendable(result: BatchResult, stage: str, first: int) -> BatchResult:
+    """``result`` with each item value that cannot be pickled made that item's failure, so
+    that one bad item does not fail its whole batch (called once pickling the batch failed)."""
+    for position, value in enumerate(result.values):
+        if position in result.errors:
+            continue
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            kind = type(value)
+            result.values[position] = None
+            result.errors[position] = StageError(
+                "result", f"item {first + position} of stage {stage!r} returned a "
+                f"{kind.__module__}.{kind.__qualname__} that cannot be sent back from the "
+                f"worker ({type(exc).__name__}: {exc}); return plain data, or write it to a "
+                "store and return its key")
+    return result
 
 
 def place(values: list[Any], first: int, result: BatchResult) -> None:

@@ -28,7 +28,7 @@ import cloudpickle
 
 from pydags.executors.attempt import execute
 from pydags.executors.base import Executor, Job, Outcome, StageError, Started
-from pydags.executors.batch import BatchResult, ItemBatch, place
+from pydags.executors.batch import BatchResult, ItemBatch, place, sendable
 from pydags.stage import StageCall
 
 try:
@@ -251,6 +251,9 @@ def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> A
             small = cloudpickle.dumps(outcome.value)
         except Exception:
             small = None  # fetching it through the future gives Dask's own error
+            if isinstance(job.function, ItemBatch):  # but only the bad items fail
+                sendable(outcome.value, job.function.stage, job.function.first)
+                small = cloudpickle.dumps(outcome.value)
         worker.log_event(topic, dict(kind="ended", key=key, name=job.name, attempt=job.attempt,
                                      worker=worker.address, start=outcome.start,
                                      end=outcome.end, output=outcome.output,

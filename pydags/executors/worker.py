@@ -26,7 +26,7 @@ import cloudpickle
 from pydags.executors import base, buffers, kept
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
-from pydags.executors.batch import portable
+from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
 
 # Messages other than outcomes start with NUL, which an outcome's pickle never does.
 STARTED = b"\x00started"  # a job begins
@@ -81,15 +81,18 @@ def loaded_function(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def encode(outcome: Outcome) -> bytes:
-    """Pickle an outcome; an unpicklable result or exception becomes a clear failure."""
+def encode(outcome: Outcome, batch: ItemBatch | None = None) -> bytes:
+    """Pickle an outcome; an unpicklable result or exception becomes a clear failure (for
+    a ``batch`` of items, the failure of the items whose results cannot be pickled)."""
     if outcome.error is not None:
         portable(outcome.error)
     outcome.value = buffers.out_of_band(outcome.value)
     try:
         return buffers.dumps(outcome)
     except Exception as exc:
-        if outcome.ok:
+        if outcome.ok and batch is not None and isinstance(outcome.value, BatchResult):
+            sendable(outcome.value, batch.stage, batch.first)
+        elif outcome.ok:
             kind = type(outcome.value)
             outcome.ok, outcome.value = False, None
             outcome.error = StageError(
@@ -122,7 +125,7 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
             return False
         if data == STOP:
             return True
-        start = time.time()
+        start, job = time.time(), None
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
             job, keep = buffers.loads(data)
@@ -142,12 +145,13 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         base.loading_stages = False
         sys.stdout.flush()
         sender.flush()
-        data = encode(outcome)
+        batch = getattr(job, "function", None)
+        data = encode(outcome, batch if isinstance(batch, ItemBatch) else None)
         with lock:
             outbox.send_bytes(data)
         # Let the job's arguments go now, not when the next job comes: unmapping a big
         # buffer takes a while.
-        job = outcome = data = None
+        job = outcome = data = batch = None
 
 
 def watch_driver(driver: int, every: float = 0.1) -> None:

@@ -1,0 +1,113 @@
+"""Maps, warm workers and shared memory under hostile input: nothing wrong, nothing lost."""
+
+from __future__ import annotations
+
+import pytest
+from workload import echo, exits_for, lock_for, wait_for_file
+
+from pydags import StageStatus
+from pydags.pipeline import Pipeline
+from pydags.stage import Stage, stage
+
+pytestmark = pytest.mark.usefixtures("no_orphans")
+
+
+def run(*stages, **options):
+    options.setdefault("num_cores", 2)
+    return Pipeline("hardening").add_stages(*stages).start(raise_on_error=False, show=False,
+                                                          **options)
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_a_map_over_a_generator_maps_its_items(cores):
+    squares = echo.map(x * x for x in range(5))
+    assert run(squares, num_cores=cores).results["echo"] == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.parametrize(("fate", "says", "cores"), [
+    (exits_for, "sys.exit(4)", 1),
+    (exits_for, "sys.exit(4)", 2),
+    # in this process a result is never pickled: a lock is a fine result there
+    (lock_for, "item 300 of stage 'bad' returned a _thread.lock that cannot be sent back", 2),
+])
+def test_one_bad_item_fails_alone_not_its_batch(fate, says, cores):
+    result = run(fate.map(range(1000), bad=300).named("bad"), num_cores=cores)
+    assert result.items["bad"].summary() == "1000 items: 999 done · 1 failed"
+    assert result.items["bad"].statuses()[300] is StageStatus.FAILED
+    assert "1 of 1000 items of stage 'bad' failed: item 300 (300)" in result.errors["bad"]
+    assert says in result.errors["bad"]
+    assert "BatchResult" not in result.errors["bad"]
+
+
+def test_a_map_cached_whole_has_its_items(tmp_path):
+    from pydags.store import DiskStore
+
+    pipeline = Pipeline("cached_map", [echo.map(range(4)).named("item")],
+                        store=DiskStore(tmp_path))
+    pipeline.start(cache=True, show=False)
+    again = pipeline.start(cache=True, show=False)
+    assert again.status["item"] is StageStatus.CACHED
+    assert again.items["item"].summary() == "4 items: 4 cached"
+    assert again.results["item"] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["\x1b[31mred", "nul\x00", "two\nlines"])
+def test_a_stage_name_with_a_control_character_is_refused_naming_it(name):
+    with pytest.raises(ValueError, match="holds control characters"):
+        echo(1).named(name)
+
+    class Odd(Stage):
+        @property
+        def name(self):
+            return name
+
+        def run(self):
+            return 1
+
+    with pytest.raises(ValueError, match="give it a name without them"):
+        Pipeline("odd", [Odd()])
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_a_stage_renamed_while_its_run_goes_on_keeps_its_name_in_that_run(tmp_path, cores):
+    release = tmp_path / "release"
+    upstream = wait_for_file(str(release))
+    pipeline = Pipeline("renamed", [echo(upstream)])
+    run = pipeline.start(num_cores=cores, block=False, show=False, raise_on_error=False)
+    upstream.named("renamed_during_run")
+    release.touch()
+    run.wait()
+    assert run.status == {"wait_for_file": StageStatus.DONE, "echo": StageStatus.DONE}
+    assert run.results["echo"] is True
+    assert "renamed_during_run" in pipeline  # the next run uses the new name
+
+
+def test_stage_on_a_method_is_refused_when_decorated_saying_what_to_do():
+    with pytest.raises(TypeError, match=r"cannot decorate the method Model\.fit.*Stage subclass"):
+        class Model:
+            @stage
+            def fit(self, data):
+                return data
+
+    @stage
+    def plain(self_made):  # a function whose first parameter only looks alike
+        return self_made
+
+    assert plain(1).name == "plain"
+
+
+def test_more_workers_than_cores_warns_once(monkeypatch):
+    import os
+
+    from pydags import pipeline as module
+
+    monkeypatch.setattr(module, "_WARNED", set())
+    many = (os.cpu_count() or 1) + 2
+    flow = Pipeline("many", [echo(i).named(f"e{i}") for i in range(many)])
+    with pytest.warns(UserWarning, match=f"num_cores={many} starts {many} worker processes"):
+        flow.start(num_cores=many, show=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert flow.start(num_cores=many, show=False).ok
