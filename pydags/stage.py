@@ -378,8 +378,8 @@ def _refuse_methods(function: Any) -> None:
     if owner and not owner.endswith("<locals>") and first in ("self", "cls"):
         raise TypeError(
             f"@stage cannot decorate the method {owner.rpartition('.')[2]}.{name}: a stage "
-            f"is called without an instance. Define {name} as a function outside the class, or make the class a "
-            "Stage subclass and put the work in its run() method")
+            f"is called without an instance. Define {name} as a function outside the "
+            "class, or make the class a Stage subclass and put the work in its run() method")
 
 
 def _check_options(name: str, options: dict) -> None:
