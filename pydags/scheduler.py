@@ -57,6 +57,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydags.errors import LostResult
 from pydags.executors.attempt import error_from_exception
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.items import CODE, Items, shown
@@ -245,10 +246,10 @@ class Scheduler:
         items, all known already, or arguments it cannot map over)."""
         stage, linked = self.plan.stages[name], self.plan.linked[name]
         feeding = [self.run.items[p] for p in set(linked) - {None} if p in self.run.items]
-        results = {d: self.run.items[d].values if d in self.run.items and d in linked
-                   else self.run.results[d]  # a map known whole (cached, resumed) included
-                   for d in self.plan.dependencies[name]}
         try:
+            results = {d: self.run.items[d].values if d in self.run.items and d in linked
+                       else self.run.results[d]  # a map known whole (cached, resumed) too
+                       for d in self.plan.inputs[name]}
             args, kwargs = resolve_arguments(stage, results, self.plan.names)
             sources = [items_of(v, f"stage {name!r}, mapped argument {p} (the result of "
                                 f"{linked[p]!r})" if linked[p] else
@@ -259,6 +260,14 @@ class Scheduler:
                 raise ValueError(f"stage {name!r}: mapped arguments have different lengths: "
                                  + mismatch(lengths))
             function = stage.callable()
+        except LostResult as exc:  # a result it takes went with the worker that kept it
+            lost = tuple(d for d in self.plan.dependencies[name]
+                         if getattr(self.run.results.held(d), "lost", False))
+            if lost:
+                self._recompute(name, lost)
+            else:
+                self._fail(name, _unmappable(name, exc))
+            return None
         except Exception as exc:
             self._fail(name, _unmappable(name, exc))
             return None

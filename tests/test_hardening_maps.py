@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from workload import echo, exits_for, lock_for, wait_for_file
+from workload import (
+    big_array,
+    echo,
+    exits_for,
+    lock_for,
+    size_of,
+    wait_for_file,
+    where_am_i,
+)
 
 from pydags import StageStatus
 from pydags.pipeline import Pipeline
@@ -111,3 +119,50 @@ def test_more_workers_than_cores_warns_once(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert flow.start(num_cores=many, show=False).ok
+
+
+def test_a_map_over_a_result_lost_with_its_worker_makes_it_again(tmp_path):
+    import os
+    import signal
+
+    release = tmp_path / "release"
+    big = big_array(2)
+    sizes = size_of.map(range(4), model=big).after(wait_for_file(str(release)))
+    run = Pipeline("lost_map", [sizes]).start(num_cores=2, block=False, show=False,
+                                              raise_on_error=False)
+    assert wait_until(lambda: run.status["big_array"] is StageStatus.DONE)
+    held = run.results.held("big_array")
+    assert held.worker is not None, "the array stays in the worker that made it"
+    os.kill(held.worker.pid, signal.SIGKILL)
+    held.worker.process.wait()
+    release.touch()
+    run.wait()
+    assert run.status["size_of"] is StageStatus.DONE, run.errors
+    assert run.results["size_of"] == [len(run.results["big_array"]) + i for i in range(4)]
+    assert [a.number for a in run.stage_records["big_array"].attempts] == [1, 2]
+
+
+def wait_until(condition, seconds=60.0):
+    import time
+
+    end = time.time() + seconds
+    while not condition() and time.time() < end:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_warm_workers_run_in_the_drivers_current_folder_environment_and_path(
+        tmp_path, monkeypatch):
+    flow = Pipeline("context", [where_am_i(None), where_am_i(1).named("again")])
+    assert flow.start(num_cores=2, show=False).ok  # the workers are warm now
+    (tmp_path / "probe_for_context.py").write_text("VALUE = 7\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYDAGS_TEST_X", "set after the workers started")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    flow = Pipeline("context", [where_am_i(None, module="probe_for_context"),
+                                where_am_i(1, module="probe_for_context").named("again")])
+    run = flow.start(num_cores=2, show=False)
+    expected = (str(tmp_path), "set after the workers started", 7)
+    assert run.results["where_am_i"] == expected
+    assert run.results["again"] == expected
+    assert len({a.worker for r in run.stage_records.values() for a in r.attempts}) == 2

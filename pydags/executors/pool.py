@@ -47,6 +47,7 @@ class Worker:
     kept: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
     drops: deque[int] = field(default_factory=deque)  # kept results it may drop once idle
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
+    context: tuple | None = None  # the driver's context it was last sent (``worker.context``)
 
     @property
     def pid(self) -> int:

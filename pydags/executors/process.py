@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import pickle
 import signal
 import time
 from collections.abc import Collection
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydags.executors import buffers, kept, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
-from pydags.executors.worker import OUTPUT, STARTED, SentFunction
+from pydags.executors.worker import CONTEXT, OUTPUT, STARTED, SentFunction, context
 from pydags.stage import StageCall
 
 if TYPE_CHECKING:
@@ -55,11 +56,13 @@ class ProcessExecutor(Executor):
         self.capacity = workers
         self._slots: list[_Slot] = []
         self._news: list[Started | Printed | Outcome] = []
+        self._context: tuple | None = None  # the driver's working directory, environment, path
         # (id of a stage function, by reference?) -> (a call of it, kept so that the id stays
         # its own; its bytes)
         self._sent: dict[tuple[int, bool], tuple[StageCall, SentFunction]] = {}
 
     def start(self) -> None:
+        self._context = context()  # warm workers take the driver's as it is now
         self._slots = [_Slot(f"worker-{i + 1}", worker)
                        for i, worker in enumerate(pool.POOL.take(self.capacity))]
 
@@ -87,6 +90,10 @@ class ProcessExecutor(Executor):
                 self._news.append(_lost(job, inputs) if lost else _unsendable(job, exc))
                 return
             try:
+                if slot.worker.context is not self._context:
+                    if slot.worker.context != self._context:
+                        slot.worker.inbox.send_bytes(CONTEXT + pickle.dumps(self._context))
+                    slot.worker.context = self._context
                 slot.worker.inbox.send_bytes(payload)
             except OSError:
                 buffers.delete(files)

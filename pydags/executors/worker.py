@@ -9,7 +9,9 @@ functions defined in a notebook, in ``__main__``, by ``exec`` or as lambdas all 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import io
 import os
 import pickle
@@ -32,6 +34,7 @@ from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
 STARTED = b"\x00started"  # a job begins
 OUTPUT = b"\x00output"  # followed by what the stage printed since the last such message
 STOP = b"\x00stop"  # from the driver: exit
+CONTEXT = b"\x00context"  # from the driver: its working directory, environment and sys.path
 FLUSH_SECONDS = 0.1  # what a stage prints reaches the driver at least this often
 
 
@@ -111,6 +114,30 @@ def encode(outcome: Outcome, batch: ItemBatch | None = None) -> bytes:
                                              end=outcome.end))
 
 
+def context() -> tuple[str | None, dict[str, str], list[str]]:
+    """What a stage running in the driver would see around it: the working directory, the
+    environment and ``sys.path`` (sent to a warm worker when they changed since)."""
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # the driver's working directory was deleted
+        cwd = None
+    return cwd, dict(os.environ), list(sys.path)
+
+
+def adopt(driver: tuple[str | None, dict[str, str], list[str]]) -> None:
+    """Take the driver's working directory, environment and ``sys.path`` as this worker's."""
+    cwd, environment, path = driver
+    if cwd is not None:
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+    own = {k: os.environ[k] for k in (buffers.FOLDER_VARIABLE, "MPLBACKEND") if k in os.environ}
+    os.environ.clear()
+    os.environ.update(environment)
+    os.environ.update(own)
+    sys.path[:] = path
+    importlib.invalidate_caches()
+
+
 def serve(inbox: Connection, outbox: Connection) -> bool:
     """Run jobs until the driver says ``STOP`` (True) or the inbox closes without it (False:
     the driver is gone). A job comes with the key under which to keep its result here, if
@@ -125,6 +152,9 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
             return False
         if data == STOP:
             return True
+        if data.startswith(CONTEXT):
+            adopt(pickle.loads(data[len(CONTEXT):]))
+            continue
         start, job = time.time(), None
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
