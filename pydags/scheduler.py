@@ -274,7 +274,8 @@ class Scheduler:
         count = lengths[0]
         items = Items(count)
         self.run.mapped(name, items)
-        mapped = MappedStage(name, function, sources, linked, kwargs,
+        mapped = MappedStage(name, function, sources, linked,
+                             self.executor.share(kwargs) if kwargs else kwargs,
                              alone=stage.timeout is not None)
         self.maps[name] = mapped
         known: dict[int, Any] = {}

@@ -166,3 +166,21 @@ def test_warm_workers_run_in_the_drivers_current_folder_environment_and_path(
     assert run.results["where_am_i"] == expected
     assert run.results["again"] == expected
     assert len({a.worker for r in run.stage_records.values() for a in r.attempts}) == 2
+
+
+@pytest.mark.parametrize("timeout", [None, 60])
+def test_a_big_keyword_argument_of_a_map_goes_to_shared_memory_once(monkeypatch, timeout):
+    import numpy
+
+    from pydags.executors import buffers
+
+    written = []
+    write = buffers._write
+    monkeypatch.setattr(buffers, "_write", lambda view: written.append(view.nbytes)
+                        or write(view))
+    model = numpy.ones(4 << 20, dtype=numpy.uint8)  # 4 MB
+    sizes = size_of.map(range(40), model=model).options(timeout=timeout)
+    run = Pipeline("shared_kwargs", [sizes]).start(num_cores=2, show=False)
+    assert run.results["size_of"] == [i + (4 << 20) for i in range(40)]
+    assert sum(written) == model.nbytes, written
+    assert run.items["size_of"].summary() == "40 items: 40 done"

@@ -117,6 +117,11 @@ class Executor:
         of its ``items`` (``values``: every item's result so far, as the run has them)."""
         return values[items.start:items.stop]
 
+    def share(self, value: Any) -> Any:
+        """``value`` made ready to go to many jobs (the keyword arguments of a map's items):
+        by default, as it is."""
+        return value
+
     def poll(self, timeout: float) -> list[Started | Printed | Outcome]:
         """Wait up to ``timeout`` seconds for news of submitted jobs."""
         raise NotImplementedError

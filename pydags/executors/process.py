@@ -106,6 +106,16 @@ class ProcessExecutor(Executor):
                                   end=time.time(), error=StageError(
                                       "crash", "no worker process could be started")))
 
+    def share(self, value: Any) -> Any:
+        """``value`` with its large buffers written to shared memory once and mapped here:
+        every job that gets it then carries a reference to those pages, not a copy."""
+        written: list[str] = []
+        try:
+            data = buffers.dumps(value, written)
+        except Exception:  # submit() says why it cannot be sent
+            return value
+        return buffers.loads(data) if written else value
+
     def upstream(self, name: str, results: Results) -> Any:
         return results.held(name)  # a result a worker keeps stays there until needed
 
