@@ -103,3 +103,46 @@ def test_a_worker_whose_driver_died_while_it_started_exits(no_orphans):
             os.close(fd)
         ours.close()
         theirs.close()
+
+
+MAPPING_DRIVER = textwrap.dedent("""
+    import time
+    import numpy
+    from pydags import Pipeline, stage
+    from pydags.executors import buffers
+
+    @stage
+    def rows(x):
+        time.sleep(0.01)
+        return numpy.full(1 << 20, x % 256, dtype=numpy.uint8)  # 1 MB: a shared file each
+
+    print(buffers.folder(), flush=True)
+    done = []
+
+    def count(event):
+        if event.item is not None and event.status.value == "done":
+            done.append(event.item)
+            if len(done) == 40:
+                print("40 done", flush=True)
+
+    run = Pipeline("rows", [rows.map(range(400))]).prepare(num_cores=2)
+    run.subscribe(count, items=True)
+    run.start()
+""")
+
+
+def test_a_driver_killed_mid_map_leaves_no_shared_folder(no_orphans, tmp_path):
+    for _ in range(3):  # the workers raced each other to delete it: it was left 1-2 times in 3
+        driver = subprocess.Popen([sys.executable, "-c", MAPPING_DRIVER], cwd=tmp_path,
+                                  stdout=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        folder = driver.stdout.readline().strip()
+        assert driver.stdout.readline().strip() == "40 done"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        driver.stdout.close()
+        deadline = time.time() + 60
+        while os.path.exists(folder):
+            assert time.time() < deadline, f"{folder} is still there: {os.listdir(folder)}"
+            time.sleep(0.05)
+        assert_no_orphans(seconds=10)

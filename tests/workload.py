@@ -391,10 +391,3 @@ def starts_a_daemon(pid_file):
         "time.sleep(600)\n")]).wait()
     wait_for_file.func(pid_file, 60)
     return int(open(pid_file).read())
-
-
-@stage
-def big_rows(x, megabytes=2):
-    """About ``megabytes`` of bytes per item, slowly enough for a driver to die mid-map."""
-    time.sleep(0.02)
-    return b"\x02" * (megabytes << 20)

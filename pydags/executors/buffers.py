@@ -53,6 +53,7 @@ _gone: list[int] = []  # start addresses of mappings since closed (the finalizer
 _lock = threading.Lock()
 _count = itertools.count()
 in_worker = False  # set in worker processes: only the driver deletes files
+closed = False  # set in a worker whose driver is gone: it writes no more files
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
@@ -197,6 +198,8 @@ def _find(view: memoryview) -> Ref | None:
 
 
 def _write(view: memoryview) -> Ref:
+    if closed:
+        raise OSError("the driver is gone")
     path = os.path.join(folder(), f"{os.getpid()}-{next(_count)}")
     with open(path, "wb") as file:
         file.write(view)

@@ -189,9 +189,17 @@ def watch_driver(driver: int, every: float = 0.1) -> None:
     process is gone (killed, crashed, ended), so no stage outlives the run's owner."""
     while os.getppid() == driver:
         time.sleep(every)
+    buffers.closed = True  # this worker writes no more shared files
     folder = os.environ.get(buffers.FOLDER_VARIABLE)
     if folder is not None and buffers.owner(folder) == driver:  # not one of a driver above
-        shutil.rmtree(folder, ignore_errors=True)  # the driver cannot any more
+        # The driver cannot any more. Its other workers may still be writing there until
+        # they too see it gone (a file added while the folder is deleted keeps it): again
+        # until it is gone, as each of them does.
+        end = time.time() + 5.0
+        shutil.rmtree(folder, ignore_errors=True)
+        while os.path.exists(folder) and time.time() < end:
+            time.sleep(every / 4)
+            shutil.rmtree(folder, ignore_errors=True)
     os.killpg(0, signal.SIGKILL)
 
 
