@@ -52,8 +52,12 @@ Events
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,11 +137,13 @@ class Scheduler:
                 self._release_retries()
         except BaseException as exc:
             interrupted = exc
-            self._cancel_all()
+            with _uninterrupted(reraise=False):  # it is being raised already
+                self._cancel_all()
             raise
         finally:
-            self.executor.shutdown()
-            run.mark_finished(interrupted)
+            with _uninterrupted(reraise=interrupted is None):
+                self.executor.shutdown()
+                run.mark_finished(interrupted)
 
     def _begin(self) -> None:
         for name in self.plan.stages:
@@ -485,6 +491,24 @@ class Scheduler:
             self.queued.pop(name, None)
         self.run.set_status(name, status, attempt=self.attempts[name], worker=worker,
                             error=error)
+
+
+@contextlib.contextmanager
+def _uninterrupted(reraise: bool) -> Iterator[None]:
+    """Hold Ctrl-C back until the block ends: a cleanup cut short would leave stages
+    RUNNING and the run never finished (``reraise``: then raise the held-back one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Ctrl-C reaches the main thread only
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _: pressed.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None
+                      else signal.default_int_handler)
+    if pressed and reraise:
+        raise KeyboardInterrupt
 
 
 def _unprepared(name: str, attempt: int, exc: Exception) -> Outcome:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -183,3 +187,31 @@ def test_a_keyboard_interrupt_raised_by_a_stage_in_a_worker_is_its_own_failure()
     error = result.errors["interrupts_itself"]
     assert "KeyboardInterrupt" in error and "signal" not in error
     assert result.results["fine"] == "fine"
+
+
+TWICE = textwrap.dedent("""
+    import atexit
+    from pydags import Pipeline
+    from workload import sleepy
+
+    run = Pipeline("twice", [sleepy(300).named(f"s{i}") for i in range(4)]).prepare(num_cores=2)
+    atexit.register(lambda: print("statuses", *sorted({s.value for s in run.status.values()}),
+                                  flush=True))
+    run.subscribe(lambda e: e.status.value == "running" and print("running", flush=True))
+    run.start()
+""")
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.005, 0.01, 0.02, 0.05])
+def test_a_second_ctrl_c_during_the_cleanup_of_the_first_does_not_hang(no_orphans, gap):
+    driver = subprocess.Popen([sys.executable, "-c", TWICE], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert [driver.stdout.readline() for _ in range(2)] == ["running\n"] * 2
+    driver.send_signal(signal.SIGINT)
+    time.sleep(gap)  # the gap between two presses of Ctrl-C is the point of the test
+    driver.send_signal(signal.SIGINT)
+    try:
+        out, _ = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert "statuses cancelled\n" in out, out
