@@ -9,6 +9,7 @@ from workload import (
     exits_for,
     lock_for,
     size_of,
+    starts_a_daemon,
     wait_for_file,
     where_am_i,
 )
@@ -184,3 +185,28 @@ def test_a_big_keyword_argument_of_a_map_goes_to_shared_memory_once(monkeypatch,
     assert run.results["size_of"] == [i + (4 << 20) for i in range(40)]
     assert sum(written) == model.nbytes, written
     assert run.items["size_of"].summary() == "40 items: 40 done"
+
+
+@pytest.mark.parametrize("how", ["shutdown", "timeout"])
+def test_a_daemon_a_stage_starts_stops_with_its_worker(tmp_path, how):
+    import psutil
+
+    import pydags
+
+    pid_file = tmp_path / "daemon.pid"
+    if how == "shutdown":
+        result = run(starts_a_daemon(str(pid_file)))
+        assert psutil.pid_exists(result.results["starts_a_daemon"])  # its worker is warm
+        pydags.shutdown()
+    else:
+        result = run(starts_a_daemon(str(pid_file), then_sleep=300).options(timeout=1))
+        assert "timed out" in result.errors["starts_a_daemon"]
+    pid = int(pid_file.read_text())
+
+    def gone():
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    assert wait_until(gone), f"the daemon {pid} outlived its worker"

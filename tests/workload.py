@@ -377,8 +377,9 @@ def size_of(x, model=None):
 
 
 @stage
-def starts_a_daemon(pid_file):
-    """Starts a process that leaves its session and parent (setsid, double fork), then ends."""
+def starts_a_daemon(pid_file, then_sleep=0):
+    """Starts a process that leaves its session and parent (setsid, double fork), then ends
+    (after ``then_sleep`` seconds)."""
     import subprocess
 
     subprocess.Popen([sys.executable, "-c", (
@@ -390,4 +391,5 @@ def starts_a_daemon(pid_file):
         f"os.rename({pid_file!r} + '.tmp', {pid_file!r})\n"
         "time.sleep(600)\n")]).wait()
     wait_for_file.func(pid_file, 60)
+    time.sleep(then_sleep)
     return int(open(pid_file).read())

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-from pydags.executors import buffers, kept
+from pydags.executors import buffers, kept, reaping
 from pydags.executors.worker import STOP
 
 IDLE_SECONDS = float(os.environ.get("PYDAGS_IDLE_SECONDS", "300"))
@@ -91,7 +91,11 @@ def spawn() -> Worker:
 
 
 def kill(worker: Worker, why: str = "was stopped") -> None:
-    """Kill a worker and everything it started (its process group); what it kept is lost."""
+    """Kill a worker and everything it started (its process group, and what left it); what
+    it kept is lost."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(worker.pid, signal.SIGSTOP)  # nothing in it starts anything more
+    reaping.stop_below(worker.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(worker.pid, signal.SIGKILL)
     worker.process.wait()

@@ -25,7 +25,7 @@ from typing import Any
 
 import cloudpickle
 
-from pydags.executors import base, buffers, kept
+from pydags.executors import base, buffers, kept, reaping
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.base import Outcome, StageError
 from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
@@ -182,6 +182,7 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         # Let the job's arguments go now, not when the next job comes: unmapping a big
         # buffer takes a while.
         job = outcome = data = batch = None
+        reaping.reap()
 
 
 def watch_driver(driver: int, every: float = 0.1) -> None:
@@ -200,11 +201,13 @@ def watch_driver(driver: int, every: float = 0.1) -> None:
         while os.path.exists(folder) and time.time() < end:
             time.sleep(every / 4)
             shutil.rmtree(folder, ignore_errors=True)
+    reaping.stop_below(os.getpid())
     os.killpg(0, signal.SIGKILL)
 
 
 def main(argv: list[str]) -> None:
     buffers.in_worker = True
+    reaping.become_subreaper()  # what a stage starts stays below this worker, daemons too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     # A thread, not PR_SET_PDEATHSIG: that signal follows the driver's thread that started
     # the worker, not the driver process, and it would not reach what the stage started.
@@ -216,6 +219,7 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     if not serve(inbox, outbox):
         watch_driver(driver)  # it is dying: clean up after it
+    reaping.stop_below(os.getpid())  # told to stop: what its stages started stops too
 
 
 if __name__ == "__main__":
