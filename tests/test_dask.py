@@ -248,3 +248,18 @@ def test_large_results_and_a_map_of_100000_items_on_the_cluster(client):
     assert run.results["total"] == sum(x * x for x in range(100_000))
     assert len(run.results["fails_for"]) == 100_000
     assert run.items["fails_for"].counts() == {StageStatus.DONE: 100_000}
+
+
+@pytest.mark.parametrize(("fate", "says"), [
+    ("exits", "sys.exit(4)"),
+    ("lock", "item 300 of stage 'bad' returned a _thread.lock that cannot be sent back"),
+])
+def test_one_bad_item_fails_alone_on_the_cluster(client, fate, says):
+    from workload import exits_for, lock_for
+
+    function = exits_for if fate == "exits" else lock_for
+    run = Pipeline("bad_item").add_stages(function.map(range(1000), bad=300).named("bad")).start(
+        executor=client, raise_on_error=False, show=False)
+    assert run.items["bad"].summary() == "1000 items: 999 done · 1 failed"
+    assert run.items["bad"].statuses()[300] is StageStatus.FAILED
+    assert says in run.errors["bad"]
