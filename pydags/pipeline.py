@@ -221,9 +221,10 @@ class Pipeline:
         notes: dict[str, str] = {}
         if cache:
             from pydags import cache as caching
+            from pydags.fingerprint import fingerprints
 
             self.store.check()
-            prints = caching.fingerprints(plan)
+            prints = fingerprints(plan)
             found, notes = caching.cached_results(self.store, self.name, prints)
             reused = found | reused
             known_items.append(caching.CachedItems(self.store, self.name, plan, prints))

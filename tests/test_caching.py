@@ -57,11 +57,12 @@ def test_a_change_to_a_helper_or_a_module_constant_runs_the_stage_again(tmp_path
     helper_changed = build(tmp_path, factor=2040).start(cache=True)
     assert helper_changed.results["compute"] == 21 * 2040
     assert helper_changed.status["load"] is StageStatus.CACHED
-    assert notes(helper_changed)["compute"] == "runs again: its code changed"
-    assert notes(helper_changed)["report"] == "runs again: upstream compute changed"
+    assert notes(helper_changed)["compute"] == "runs again: its code changed: `helper` (<string>:6)"
+    assert notes(helper_changed)["report"] == "runs again: upstream `compute` changed"
     constant_changed = build(tmp_path, scale=10, factor=2040).start(cache=True)
     assert constant_changed.results["compute"] == 21 * 2040 * 10
-    assert notes(constant_changed)["compute"] == "runs again: a global it reads changed: SCALE"
+    assert notes(constant_changed)["compute"] == (
+        "runs again: global `SCALE` changed: 1 → 10")
 
 
 def test_an_argument_change_is_named_as_the_reason(tmp_path):
@@ -73,8 +74,8 @@ def test_an_argument_change_is_named_as_the_reason(tmp_path):
     Pipeline("args", store=store).add_stages(scaled(1)).start(cache=True)
     run = Pipeline("args", store=store).add_stages(scaled(2)).start(cache=True)
     assert run.results["scaled"] == 4
-    assert run.stage_records["scaled"].cache == "runs again: an argument changed"
-    assert run.records()[0]["cache"] == "runs again: an argument changed"
+    assert run.stage_records["scaled"].cache == "runs again: argument `x` changed: 1 → 2"
+    assert run.records()[0]["cache"] == "runs again: argument `x` changed: 1 → 2"
 
 
 def add(a, b):
