@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydags.fingerprint import NOT_RESULTS, Fingerprint, digest, stable
+from pydags.fingerprint import NOT_RESULTS, Fingerprint, digest, fingerprints, stable
 from pydags.run import Event, Run
+from pydags.stage import Stage
 from pydags.status import StageStatus
 from pydags.store import UnreadableKey
 
@@ -104,16 +106,8 @@ class CachedItems:
 
     def find(self, name: str, mapped: MappedStage, count: int) -> dict[int, Any]:
         """The items of ``name`` whose results are stored."""
-        fingerprint = self.prints.get(name)
-        if fingerprint is None or any(self.plan.linked[name]):
-            return {}  # a map over another map's items: only the whole stage is cached
-        stage = self.plan.stages[name]
-        try:
-            state = {k: v for k, v in stage.__getstate__().items() if k not in NOT_RESULTS}
-            common = fingerprint.code.encode() + stable((mapped.kwargs, state))
-            keys = [key(self.pipeline, name, "item-" + digest(
-                common + stable(mapped.arguments(i)))[:32]) for i in range(count)]
-        except Exception:
+        keys = self.item_keys(name, mapped.kwargs, mapped.arguments, count)
+        if keys is None:
             return {}
         self.keys[name] = keys
         found = {}
@@ -126,6 +120,22 @@ class CachedItems:
                 warnings.warn(f"item {i} of stage {name!r} runs again: its cached result "
                               f"{exc}", stacklevel=2)
         return found
+
+    def item_keys(self, name: str, kwargs: dict, arguments: Callable[[int], tuple],
+                  count: int) -> list[str] | None:
+        """Where each item's result of mapped stage ``name`` is kept (None if they cannot
+        be cached on their own)."""
+        fingerprint = self.prints.get(name)
+        if fingerprint is None or any(self.plan.linked[name]):
+            return None  # a map over another map's items: only the whole stage is cached
+        stage = self.plan.stages[name]
+        try:
+            state = {k: v for k, v in stage.__getstate__().items() if k not in NOT_RESULTS}
+            common = fingerprint.code.encode() + stable((kwargs, state))
+            return [key(self.pipeline, name, "item-" + digest(
+                common + stable(arguments(i)))[:32]) for i in range(count)]
+        except Exception:
+            return None
 
     def keep(self, name: str, items: Items, parts: list[range]) -> None:
         """Store the results of items ``parts`` of ``name``."""
@@ -149,3 +159,47 @@ def clear(store: Any, pipeline: str) -> int:
     for name in names:
         store.delete(name)
     return sum(1 for name in names if not name.endswith("/last"))
+
+
+def stale(pipeline: str, plan: Plan, store: Any, ran: Run | None = None) -> dict[str, str | None]:
+    """For every stage of ``plan``: None when its result for the current code and inputs is
+    stored, else why it would run (``ran``: the pipeline's last run in this session, if
+    any). Loads no result and runs no stage."""
+    prints = fingerprints(plan)
+    items = CachedItems(store, pipeline, plan, prints)
+    reasons: dict[str, str | None] = {}
+    for name, stage in plan.stages.items():
+        fingerprint = prints.get(name)
+        if fingerprint is None:
+            blocked = sorted(d for d in plan.dependencies[name] if d not in prints)
+            reasons[name] = (f"upstream `{blocked[0]}` cannot be cached" if blocked else
+                             "its code or arguments cannot be fingerprinted: it always runs")
+            continue
+        if key(pipeline, name, fingerprint.digest) in store:
+            reasons[name] = None
+            continue
+        before = last(store, pipeline, name)
+        if before is not None:
+            reason = why(fingerprint, before, {n for n, r in reasons.items() if r is not None})
+        elif ran is not None and ran.status.get(name, StageStatus.PENDING).succeeded:
+            reason = "its last result was not kept (start it with cache=True to keep it)"
+        else:
+            reason = "never run"
+        if name in plan.linked:
+            reason += _items_known(items, name, stage)
+        reasons[name] = reason
+    return reasons
+
+
+def _items_known(items: CachedItems, name: str, stage: Stage) -> str:
+    """How many items of a mapped stage have their results stored, said after its reason."""
+    args, kwargs = stage.arguments
+    upstream = [a.name for a in (*args, *kwargs.values()) if isinstance(a, Stage)]
+    if upstream:
+        return f" (its items are known once `{upstream[0]}` has run)"
+    count = len(args[0])
+    keys = items.item_keys(name, kwargs, lambda i: tuple(a[i] for a in args), count)
+    if keys is None:
+        return ""
+    known = sum(item in items.store for item in keys)
+    return f" ({known} of {count} items known)"

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from pydags.stage import FunctionStage, Stage, StageFunction, resolve_arguments
+from pydags.stage import FunctionStage, Stage, StageFunction, fresh, resolve_arguments
 
 if TYPE_CHECKING:
     from pydags.scheduler import Plan
@@ -190,8 +190,8 @@ class Reach:
         self.sources = {} if sources is None else sources
 
     def stage_code(self, stage: Stage) -> bytes:
-        if isinstance(stage, FunctionStage):
-            return self.code(stage.function)
+        if isinstance(stage, FunctionStage):  # as the run will have it: edited files anew
+            return self.code(fresh(stage.function))
         return self.used(type(stage))
 
     def code(self, function: Any) -> bytes:

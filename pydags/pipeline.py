@@ -331,6 +331,16 @@ class Pipeline:
         for store in stores.values():
             store.check()
 
+    def stale(self) -> dict[str, str | None]:
+        """For every stage, in order: None when its result for the current code and inputs
+        is known (stored by a run with ``cache=True``), else why it would run: "never run",
+        "its code changed: `clean` (helpers.py:12)", "argument `threshold` changed: 0.5 →
+        0.7", "upstream `load` will run", ... ``start(cache=True)`` runs exactly those.
+        Loads no result and runs no stage."""
+        from pydags.cache import stale
+
+        return stale(self.name, self._plan(), self.store, self.last_run)
+
     def clear_cache(self) -> int:
         """Delete this pipeline's cached results from its store; returns how many."""
         from pydags.cache import clear

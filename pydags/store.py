@@ -61,6 +61,7 @@ class Store:
         """Raise a clear error now if the store cannot be reached."""
 
     def __contains__(self, key: str) -> bool:
+        """Whether a value is stored under ``key`` (stores say it without loading it)."""
         try:
             self.get(key)
         except KeyError:
@@ -126,6 +127,9 @@ class DiskStore(Store):
     def delete(self, key: str) -> None:
         self._file(key).unlink(missing_ok=True)
 
+    def __contains__(self, key: str) -> bool:
+        return self.path.is_dir() and self._file(key).is_file()
+
     def keys(self, prefix: str = "") -> list[str]:
         if not self.path.is_dir():
             return []
@@ -156,6 +160,9 @@ class DiskCacheStore(Store):
 
     def delete(self, key: str) -> None:
         self.cache.delete(key, retry=True)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.cache
 
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(k for k in self.cache.iterkeys() if str(k).startswith(prefix))
@@ -224,6 +231,9 @@ class RedisStore(Store):
 
     def delete(self, key: str) -> None:
         self.client.delete(key)
+
+    def __contains__(self, key: str) -> bool:
+        return bool(self.client.exists(key))
 
     def keys(self, prefix: str = "") -> list[str]:
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # the prefix, literally
