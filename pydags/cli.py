@@ -1,4 +1,5 @@
-"""The terminal front end: ``pydags run FILE.py[:NAME]`` and ``pydags show FILE.py[:NAME]``."""
+"""The terminal front end: ``pydags run FILE.py[:NAME]`` (``--cache``, ``--dry-run``) and
+``pydags show FILE.py[:NAME]``."""
 
 from __future__ import annotations
 
@@ -81,8 +82,25 @@ def summary_table(run: Run) -> Table:
     return table
 
 
+def stale_table(pipeline: Pipeline) -> Table:
+    """Each stage, whether a run with ``--cache`` would run it, and why."""
+    reasons = pipeline.stale()
+    running = sum(reason is not None for reason in reasons.values())
+    table = Table(title=Text(f"{pipeline.name}: {running} of {len(reasons)} stages would run "
+                             "(with --cache; without it, all do)"))
+    for column in ("stage", "runs", "why"):
+        table.add_column(column)
+    for name, reason in reasons.items():
+        table.add_row(Text(name), "yes" if reason else "no",
+                      Text(reason or "its result is known (cached)"))
+    return table
+
+
 def run_command(args: argparse.Namespace, console: Console) -> int:
     pipeline = find_pipeline(args.target)
+    if args.dry_run:
+        console.print(stale_table(pipeline))
+        return 0
     live = Live(console=console, refresh_per_second=8, transient=True)
     run = pipeline.prepare(num_cores=args.cores, raise_on_error=False, cache=args.cache)
     run.subscribe(lambda _: live.update(progress_table(run)),  # what stages print, as they do:
@@ -114,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--cores", type=int, default=1, help="stages at once (-1: every core)")
     run.add_argument("--cache", action="store_true",
                      help="reuse cached results of unchanged stages, and say why others ran")
+    run.add_argument("--dry-run", action="store_true",
+                     help="run nothing: say which stages --cache would run, and why")
     show = commands.add_parser("show", help="save a drawing of a pipeline")
     show.add_argument("target", help="FILE.py or FILE.py:NAME")
     show.add_argument("-o", "--output", default="dag.png", help="image file (default dag.png)")

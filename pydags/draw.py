@@ -20,7 +20,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Patch
 
-from pydags.status import PALETTE, StageStatus
+from pydags.status import LOOKS, Look, StageStatus
 
 BOX_WIDTH = 1.7  # inches; one data unit is one inch
 LINE_CHARS = 20  # characters per label line at FONT_SIZE
@@ -102,7 +102,7 @@ class Drawing:
                             MARGIN + (tallest - 1 - r - offset) * row + self.box_height / 2)
         width = 2 * MARGIN + len(columns) * BOX_WIDTH + max(len(columns) - 1, 0) * GAP_X
         self._legend_columns = max(1, int(max(width, 3.0) / 1.05))
-        entries = len(StageStatus) if legend == "all" else 4
+        entries = len(LOOKS) if legend == "all" else 4
         band = 0.2 + 0.22 * -(-entries // self._legend_columns)  # room for the legend rows
         height = 2 * MARGIN + tallest * row - GAP_Y + band
         if ax is None:
@@ -136,7 +136,7 @@ class Drawing:
             self.texts[node] = ax.text(x, y, "\n".join(labels[node]), ha="center", va="center",
                                        fontsize=FONT_SIZE, zorder=3, linespacing=1.15,
                                        family="DejaVu Sans")
-        self.status: dict[object, StageStatus] = {}
+        self.status: dict[object, str] = {}  # node -> the look it is drawn with
         self._legend = None
         self.update({})
 
@@ -158,22 +158,23 @@ class Drawing:
             xs, ys = zip(*heads, strict=True)
             self.ax.scatter(xs, ys, marker=">", s=22, color=EDGE, zorder=1, linewidths=0)
 
-    def update(self, status: Mapping[str, StageStatus]) -> None:
-        """Colour each stage by its status (stages not named stay as they are, or pending)."""
+    def update(self, status: Mapping[str, StageStatus | str]) -> None:
+        """Colour each stage by its status, or as "stale" or "fresh" before a run (stages not
+        named stay as they are, or pending)."""
         for node in self.graph:
-            new = StageStatus(status.get(node, self.status.get(node, StageStatus.PENDING)))
-            if self.status.get(node) is new:
+            new = str(status.get(node, self.status.get(node, StageStatus.PENDING.value)))
+            if self.status.get(node) == new:
                 continue
-            _apply(self.boxes[node], new)
+            _apply(self.boxes[node], LOOKS[new])
             self.status[node] = new
         present = set(self.status.values())
-        shown = [s for s in StageStatus if self.legend == "all" or s in present]
+        shown = [s for s in LOOKS if self.legend == "all" or s in present]
         if self._legend is None or self._legend_statuses != shown:
             if self._legend is not None:
                 self._legend.remove()
-            handles = [Patch(facecolor=PALETTE[s].fill, edgecolor=PALETTE[s].edge,
-                             linestyle=PALETTE[s].linestyle, hatch=PALETTE[s].hatch,
-                             label=s.value) for s in shown]
+            handles = [Patch(facecolor=LOOKS[s].fill, edgecolor=LOOKS[s].edge,
+                             linestyle=LOOKS[s].linestyle, hatch=LOOKS[s].hatch,
+                             label=s) for s in shown]
             columns = min(len(shown), self._legend_columns) or 1
             self._legend = self.ax.legend(handles=handles, loc="lower left", ncol=columns,
                                           frameon=False, fontsize=FONT_SIZE,
@@ -198,8 +199,7 @@ class Drawing:
         return out.getvalue()
 
 
-def _apply(box: FancyBboxPatch, status: StageStatus) -> None:
-    look = PALETTE[status]
+def _apply(box: FancyBboxPatch, look: Look) -> None:
     box.set_facecolor(look.fill)
     box.set_edgecolor(look.edge)
     box.set_linestyle(look.linestyle)

@@ -158,7 +158,9 @@ def _given(stage: Stage, upstream: dict[str, Upstream]) -> dict[str, Any]:
     args, kwargs = resolve_arguments(stage, upstream)
     target = stage.function if isinstance(stage, FunctionStage) else stage.run
     try:
-        bound = inspect.signature(target).bind_partial(*args, **kwargs).arguments
+        binding = inspect.signature(target).bind_partial(*args, **kwargs)
+        binding.apply_defaults()  # an argument left to its default is that value, said
+        bound = binding.arguments
     except (TypeError, ValueError):
         bound = {**{f"argument {i}": v for i, v in enumerate(args)}, **kwargs}
     state = {f"attribute {k}": v for k, v in stage.__getstate__().items()
@@ -322,6 +324,11 @@ def _is_user_code(value: Any) -> bool:
     if isinstance(value, types.ModuleType):
         path = getattr(value, "__file__", None)
         return path is not None and not _is_library(path)
+    code = getattr(value, "__code__", None)
+    if code is not None:  # where it was written: __main__ may be a library's (a kernel's)
+        return code.co_filename.startswith("<") or not _is_library(code.co_filename)
+    if getattr(value, "__module__", None) == "__main__":
+        return True
     module = sys.modules.get(getattr(value, "__module__", None) or "")
     if module is None:
         return True  # made by exec, or in a namespace of its own

@@ -5,7 +5,9 @@ Rules of the cell magic:
 - a parameter named like another stage of the cell receives that stage's result;
 - any other parameter takes its default, else the user-namespace variable of that name
   (read when the pipeline is built); with neither, it is an error before anything runs;
-- stage objects the cell binds at top level (made with ``@stage``/``.after()``) join too.
+- stage objects the cell binds at top level (made with ``@stage``/``.after()``) join too;
+- a cell run again runs only the stages whose code or inputs changed (and those below
+  them), reusing the others' results from the pipeline's store; ``--all`` runs them all.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class PydagsMagics(Magics):
     @argument("name", nargs="?", help="variable the pipeline is bound to (cell magic)")
     @argument("--cores", type=int, default=1, help="stages at once (default 1; -1: all)")
     @argument("--no-run", action="store_true", help="build and draw, do not run")
+    @argument("--all", action="store_true",
+              help="run every stage (by default, stages whose code and inputs did not change "
+                   "since their last run are reused)")
     @argument("--no-widget", action="store_true", help="run without the live widget")
     @argument("--timeout", type=float, help="seconds each stage may take")
     @argument("--retries", type=int, help="times a failing stage is retried")
@@ -41,7 +46,9 @@ class PydagsMagics(Magics):
     def pydags(self, line: str, cell: str | None = None) -> Any:
         """Build and run a pipeline from a cell, or manage pipelines.
 
-        Cell: ``%%pydags NAME [--cores N] [--no-run] [--no-widget] [--timeout S] [--retries K]``.
+        Cell: ``%%pydags NAME [--cores N] [--all] [--no-run] [--no-widget] [--timeout S]
+        [--retries K]``: runs the stages whose code or inputs changed since their last run
+        (all of them with ``--all``) and reuses the others' results.
         Line: ``%pydags`` lists pipelines; ``%pydags run NAME [--cores N]``,
         ``%pydags show NAME``, ``%pydags status NAME``.
         """
@@ -97,7 +104,7 @@ class PydagsMagics(Magics):
 
             display(pipeline)
             return None
-        return self._start(pipeline, args.cores, widget=not args.no_widget)
+        return self._start(pipeline, args.cores, widget=not args.no_widget, cache=not args.all)
 
     def _build(self, name: str, functions: list[ast.FunctionDef], before: dict[str, int],
                args: Any) -> Pipeline:
@@ -194,8 +201,9 @@ class PydagsMagics(Magics):
         for key in names:
             print(f"{key}: {self.shell.user_ns[key]!r}")
 
-    def _start(self, pipeline: Pipeline, cores: int, widget: bool) -> Run | None:
-        run = pipeline.start(num_cores=cores, show=widget, raise_on_error=False)
+    def _start(self, pipeline: Pipeline, cores: int, widget: bool,
+               cache: bool = False) -> Run | None:
+        run = pipeline.start(num_cores=cores, show=widget, raise_on_error=False, cache=cache)
         failed = run.failed()
         if failed:
             for stage_name in failed:

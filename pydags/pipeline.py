@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 import weakref
@@ -168,25 +169,37 @@ class Pipeline:
 
     # --- drawing -------------------------------------------------------------
     def visualize(self, ax: Any = None, status: Any = None, *, layout: str = "layered",
-                  figsize: tuple[float, float] | None = None) -> Figure:
-        """Draw the DAG left to right with matplotlib; ``status`` (or a run) colours stages."""
+                  figsize: tuple[float, float] | None = None, stale: bool | None = None,
+                  ) -> Figure:
+        """Draw the DAG left to right with matplotlib; ``status`` (or a run) colours stages.
+        ``stale=True`` draws which stages would run (``stale()``) and which are fresh; by
+        default it does so in a notebook when no ``status`` is given."""
+        from pydags.display import in_notebook
         from pydags.draw import Drawing
 
         drawing = Drawing(self.graph, ax=ax, layout=layout, figsize=figsize)
         if status is not None:
             drawing.update(status.status if isinstance(status, Run) else status)
+        elif stale or (stale is None and in_notebook()):
+            with contextlib.suppress(Exception):  # an unreachable store: drawn plain
+                drawing.update({name: "fresh" if reason is None else "stale"
+                                for name, reason in self.stale().items()})
         return drawing.figure
 
     def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
         return self.visualize(status=self.last_run)._repr_png_()
 
     def widget(self, num_cores: int = 2) -> Any:
-        """The live view of this pipeline, to keep: DAG, inspector, timeline, Run, Cancel."""
+        """The live view of this pipeline, to keep: DAG, inspector, timeline, Run all, Run
+        stale, Cancel. Before a run it draws which stages are stale (would run) and why."""
         from pydags.widget import PipelineWidget
 
         widget = PipelineWidget(self, num_cores=num_cores)
         if self.last_run is not None:
             widget.attach(self.last_run)
+        else:
+            with contextlib.suppress(Exception):  # an unreachable store: drawn plain
+                widget.show_stale()
         return widget
 
     # --- running -------------------------------------------------------------

@@ -68,3 +68,10 @@ PALETTE: dict[StageStatus, Look] = {
     StageStatus.SKIPPED: Look("#e69f00", "#7a5400", "dashed", "/", rich="dark_orange"),
     StageStatus.CANCELLED: Look("#cc79a7", "#6d3a57", "dotted", "..", rich="magenta"),
 }
+
+# Before a run: a stage that would run (its code or inputs changed, or it never ran) and one
+# whose result is known. Stale is dashed and warm, fresh looks like cached.
+STALE = Look("#f3e1b4", "#7a5400", "dashed", rich="dark_orange")
+FRESH = PALETTE[StageStatus.CACHED]
+LOOKS: dict[str, Look] = {**{s.value: look for s, look in PALETTE.items()},
+                          "stale": STALE, "fresh": FRESH}  # every look, by the name drawn

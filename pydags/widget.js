@@ -29,7 +29,8 @@ function render({ model, el: root }) {
   const counts = el("span", { class: "pydags-counts" });
   const clock = el("span", { class: "pydags-clock" });
   const buttons = {};
-  for (const [name, label] of [["run", "Run"], ["cancel", "Cancel"], ["fit", "Fit"],
+  for (const [name, label] of [["run", "Run all"], ["run_stale", "Run stale"],
+                               ["cancel", "Cancel"], ["fit", "Fit"],
                                ["zoom_in", "+"], ["zoom_out", "−"]]) {
     buttons[name] = el("button", { class: `pydags-button pydags-${name}` }, label);
   }
@@ -109,8 +110,19 @@ function render({ model, el: root }) {
       parts.shape.style.strokeDasharray = DASH[look.dash] || "";
       parts.group.dataset.status = stage.status;
       parts.note.textContent = noteOf(name, stage);
+      tooltip(parts, [name, stage.status, noteOf(name, stage), stage.cache]
+        .filter((line) => line).join("\n"));
       itemBar(name, parts, looks);
     }
+  }
+
+  function tooltip(parts, text) {
+    // The browser's own tooltip: name, status, time, and why it runs (or is cached).
+    if (!parts.tip) {
+      parts.tip = document.createElementNS(SVG, "title");
+      parts.group.prepend(parts.tip);
+    }
+    if (parts.tip.textContent !== text) parts.tip.textContent = text;
   }
 
   function noteOf(name, stage) {
@@ -177,8 +189,8 @@ function render({ model, el: root }) {
     counts.textContent = " · " + parts.join(" · ");
     bar.replaceChildren();
     const looks = model.get("looks");
-    for (const status of ["done", "cached", "failed", "skipped", "cancelled", "running",
-                          "retrying", "queued"]) {
+    for (const status of ["done", "cached", "fresh", "failed", "skipped", "cancelled",
+                          "running", "retrying", "queued", "stale"]) {
       if (!by[status]) continue;
       bar.append(el("div", { class: "pydags-segment", title: `${by[status]} ${status}`,
                              style: `width:${100 * by[status] / total}%;` +
@@ -186,6 +198,7 @@ function render({ model, el: root }) {
     }
     const state = model.get("state");
     buttons.run.disabled = state === "running" || !model.get("actions");
+    buttons.run_stale.disabled = buttons.run.disabled;
     buttons.cancel.disabled = state !== "running" || !model.get("actions");
   }
 
@@ -378,6 +391,7 @@ function render({ model, el: root }) {
   tabs.dag.addEventListener("click", () => showTab("dag"));
   tabs.timeline.addEventListener("click", () => showTab("timeline"));
   buttons.run.addEventListener("click", () => model.send({ action: "run" }));
+  buttons.run_stale.addEventListener("click", () => model.send({ action: "run_stale" }));
   buttons.cancel.addEventListener("click", () => model.send({ action: "cancel" }));
   buttons.fit.addEventListener("click", fit);
   buttons.zoom_in.addEventListener("click", () => { zoom *= 1.25; applyZoom(); });

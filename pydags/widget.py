@@ -31,7 +31,7 @@ from pydags.draw import Drawing
 from pydags.items import CODE, STATUSES
 from pydags.report import run_html
 from pydags.run import Event, Run
-from pydags.status import PALETTE, StageStatus
+from pydags.status import FRESH, PALETTE, STALE, StageStatus
 from pydags.timeline import bars
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ PUSH_SECONDS = 0.2  # at most one push of new state this often while a run goes 
 ITEMS_SECONDS = 1.0  # a large map's items are sent at most this often
 OUTPUT_SHOWN = 5000  # characters of a stage's output the view holds
 ERRORS_SHOWN = 1000  # failed items of a map whose errors the view holds
+WAITING = (StageStatus.PENDING, StageStatus.QUEUED)
 LETTERS = bytes.maketrans(bytes(range(len(STATUSES))), b"pqrydcfsx")  # a status code each
 
 
@@ -75,10 +76,19 @@ class PipelineWidget(anywidget.AnyWidget):
         self.drawn = threading.Event()
         threading.Thread(target=copy_context().run, args=(self._draw,), name="pydags-draw",
                          daemon=True).start()  # a large DAG takes a moment: show the rest now
-        self.looks = {s.value: {"fill": PALETTE[s].fill, "edge": PALETTE[s].edge,
-                                "dash": PALETTE[s].linestyle} for s in StageStatus}
+        looks = {**{s.value: PALETTE[s] for s in StageStatus}, "stale": STALE, "fresh": FRESH}
+        self.looks = {name: {"fill": look.fill, "edge": look.edge, "dash": look.linestyle}
+                      for name, look in looks.items()}
         self.stages = {name: {"status": "pending"} for name in pipeline.graph}
         self.on_msg(self._on_action)
+
+    def show_stale(self) -> None:
+        """Before a run: draw each stage stale (it would run, and why) or fresh (its result
+        is known), as ``pipeline.stale()`` says."""
+        reasons = self.pipeline.stale()
+        self.stages = {name: {"status": "stale", "cache": reason} if reason else
+                       {"status": "fresh", "cache": "result known: it would be cached"}
+                       for name, reason in reasons.items()}
 
     def _draw(self) -> None:
         self.svg = Drawing(self.pipeline.graph, legend="all").svg()
@@ -117,6 +127,8 @@ class PipelineWidget(anywidget.AnyWidget):
         elif self.run is None or self.run.done():
             if action == "run":
                 self.start()
+            elif action == "run_stale":
+                self.start(cache=True)
             elif action == "retry":
                 self.start(resume=True)
             elif action == "rerun":
@@ -198,7 +210,10 @@ class PipelineWidget(anywidget.AnyWidget):
 
     def _stage(self, run: Run, name: str) -> dict[str, Any]:
         record = run.stage_records[name]
-        state: dict[str, Any] = {"status": record.status.value, "start": record.start,
+        status = record.status.value
+        if record.status in WAITING and record.cache and record.cache.startswith("runs"):
+            status = "stale"  # it will run because it changed: say so until it starts
+        state: dict[str, Any] = {"status": status, "start": record.start,
                                  "end": record.end, "worker": record.worker,
                                  "attempts": len(record.attempts), "cache": record.cache,
                                  "output": record.output[-OUTPUT_SHOWN:]}

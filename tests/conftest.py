@@ -84,3 +84,4 @@ def random_dag(n: int, seed: int, fan_in: int = 3) -> list[list[int]]:
     """For each of ``n`` nodes, the earlier nodes it depends on (at most ``fan_in``)."""
     rng = random.Random(seed)
     return [rng.sample(range(i), min(i, rng.randint(0, fan_in))) for i in range(n)]
+

@@ -144,3 +144,24 @@ marked = Pipeline("marked").add_stages(lookup(load()).named("[bold]loud[/bold]")
     assert "MarkupError" not in result.stderr
     assert "[bold]loud[/bold]" in result.stdout
     assert "no row [/y] in TABLE[key]" in result.stdout
+
+
+def test_a_dry_run_says_what_would_run_and_why_and_runs_nothing(script, tmp_path):
+    import os
+
+    env = dict(os.environ, PYDAGS_STORE=str(tmp_path / "store"), COLUMNS="200")
+
+    def command(*extra):
+        return subprocess.run([sys.executable, "-m", "pydags.cli", "run", str(script), *extra],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    before = command("--dry-run")
+    assert before.returncode == 0, before.stderr
+    assert "2 of 2 stages would run" in before.stdout and "never run" in before.stdout
+    assert "loading" not in before.stdout  # no stage ran
+    assert command("--cache").returncode == 0
+    script.write_text(SCRIPT.replace("2 * x", "3 * x"))
+    after = command("--dry-run")
+    assert "1 of 2 stages would run" in after.stdout
+    assert "its code changed: `double` (flows.py:" in after.stdout
+    assert "its result is known (cached)" in after.stdout

@@ -129,3 +129,17 @@ def test_cells_that_cannot_make_a_pipeline_stop_with_a_usage_error(shell, line, 
     with pytest.raises(UsageError, match=words):
         shell.run_cell_magic("pydags", line, cell)
     assert "flow" not in shell.user_ns
+
+
+def test_a_cell_run_again_runs_only_what_changed_and_says_why(shell):
+    shell.run_cell_magic("pydags", "again --no-widget", CELL)
+    assert set(shell.user_ns["again"].last_run.status.values()) == {StageStatus.DONE}
+    shell.run_cell_magic("pydags", "again --no-widget", CELL.replace("sorted(load)",
+                                                                    "sorted(load)[::-1]"))
+    run = shell.user_ns["again"].last_run
+    assert run.status == {"load": StageStatus.CACHED, "clean": StageStatus.DONE,
+                          "total": StageStatus.DONE}
+    assert run.stage_records["clean"].cache.startswith("runs again: its code changed: `clean`")
+    assert run.stage_records["total"].cache == "runs again: upstream `clean` changed"
+    shell.run_cell_magic("pydags", "again --no-widget --all", CELL)
+    assert set(shell.user_ns["again"].last_run.status.values()) == {StageStatus.DONE}

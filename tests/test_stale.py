@@ -226,3 +226,32 @@ def test_an_edited_stage_module_is_fingerprinted_as_it_will_run(tmp_path, monkey
     again = Pipeline("edited", [imported.answer()], store=store)  # the old import's stage
     assert again.stale()["answer"] == f"its code changed: `answer` (edited_{cores}.py:3)"
     assert again.start(cache=True, num_cores=cores).results["answer"] == 22
+
+
+def test_the_view_and_the_drawing_show_stale_and_fresh_stages_before_a_run(tmp_path):
+    from matplotlib.colors import to_hex
+
+    from pydags import stage
+    from pydags.status import FRESH, STALE
+
+    @stage
+    def first():
+        return 1
+
+    @stage
+    def second(x, scale=1):
+        return x * scale
+
+    store = DiskStore(tmp_path)
+    Pipeline("view", [second(first())], store=store).start(cache=True)
+    changed = Pipeline("view", [second(first(), scale=2)], store=store)
+    view = changed.widget()
+    assert view.stages == {
+        "first": {"status": "fresh", "cache": "result known: it would be cached"},
+        "second": {"status": "stale", "cache": "argument `scale` changed: 1 → 2"}}
+    assert {"stale", "fresh"} <= set(view.looks)
+    figure = changed.visualize(stale=True)
+    fills = {patch.get_gid(): to_hex(patch.get_facecolor()) for patch in figure.axes[0].patches
+             if patch.get_gid()}
+    assert fills == {"first": FRESH.fill, "second": STALE.fill}
+    view.close()
