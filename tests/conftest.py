@@ -85,3 +85,19 @@ def random_dag(n: int, seed: int, fan_in: int = 3) -> list[list[int]]:
     rng = random.Random(seed)
     return [rng.sample(range(i), min(i, rng.randint(0, fan_in))) for i in range(n)]
 
+
+
+def _private_store() -> None:
+    """Results cached by this session go to a folder of its own, not the user's store: a
+    cell magic run again reuses what an earlier run stored, and earlier sessions must not
+    count. Notebook kernels and subprocesses started by the tests inherit it."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="pydags-test-store-")
+    os.environ["PYDAGS_STORE"] = folder
+    atexit.register(shutil.rmtree, folder, True)
+
+
+_private_store()

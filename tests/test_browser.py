@@ -84,6 +84,26 @@ tutorial.build().widget()
 }
 
 
+TEN = """%%pydags tenfold
+import time
+
+def _wait(value):
+    time.sleep(1.5)
+    return value
+
+def s0(): return _wait(1)
+def s1(s0): return _wait(s0 + 1)
+def s2(s0): return _wait(s0 + 2)
+def s3(s1): return _wait(s1 * 2)
+def s4(s2): return _wait(s2 * 2)
+def s5(s3, s4): return _wait(s3 + s4)
+def s6(s1): return _wait(s1 - 1)
+def s7(s6): return _wait(s6 * 3)
+def s8(s5): return _wait(s5 + 1)
+def s9(s7): return _wait(s7 + 1)
+"""
+
+
 def ready_view(page, timeout: int = 120_000) -> None:
     page.wait_for_selector(".pydags-view svg g[id^='pydags-stage:']", timeout=timeout)
 
@@ -108,6 +128,10 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     for name, source in NOTEBOOKS.items():
         notebook(root / f"{name}.ipynb", source)
+    nbformat.write(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("%load_ext pydags"), nbformat.v4.new_code_cell(TEN)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}}), root / "stale.ipynb")
     port, token = free_port(), "pydags-test-token"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".config"),
                JUPYTER_RUNTIME_DIR=str(root / ".runtime"), IPYTHONDIR=str(root / ".ipython"))
@@ -302,3 +326,37 @@ def test_an_html_export_shows_each_runs_dag_offline(page, lab, executed, tmp_pat
     sizes = page.eval_on_selector_all(
         "img[src^='data:image/svg+xml']", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
     assert len(sizes) == 2 and all(width > 300 for width in sizes), sizes
+
+
+def test_a_magic_cell_edited_and_run_again_runs_only_what_changed(page, lab):
+    open_and_run_all(page, lab, "stale.ipynb")
+    report = ".jp-OutputArea-output .pydags-report"
+    page.wait_for_selector(report, timeout=120_000)  # the first run ended: all ran
+    assert "10/10 done" in page.inner_text(report)
+    page.evaluate("""source => {
+        const notebook = window.jupyterapp.shell.currentWidget.content;
+        notebook.widgets[1].model.sharedModel.setSource(source);
+        notebook.activeCellIndex = 1;
+        window.jupyterapp.commands.execute('notebook:run-cell');  // not awaited: it runs on
+    }""", TEN.replace("_wait(s1 * 2)", "_wait(s1 * 3)"))
+    node = ".pydags-view g[id='pydags-stage:{}']"
+    page.wait_for_function(  # the edited stage runs; the two below it wait, stale
+        "sel => document.querySelector(sel)?.dataset.status === 'running'",
+        arg=node.format("s3"), timeout=120_000)
+    shown = dict(zip([f"s{i}" for i in range(10)], [
+        page.get_attribute(node.format(f"s{i}"), "data-status") for i in range(10)],
+        strict=True))
+    assert shown == {**dict.fromkeys(["s0", "s1", "s2", "s4", "s6", "s7", "s9"], "cached"),
+                     "s3": "running", "s5": "stale", "s8": "stale"}, shown
+    page.click(node.format("s5"))
+    head = page.inner_text(".pydags-view .pydags-inspector-head")
+    assert "runs again: upstream `s3` changed" in head, head
+    assert page.text_content(node.format("s8") + " title") == (  # its tooltip
+        "s8\nstale\nruns again: upstream `s5` changed")
+    page.wait_for_selector(report, timeout=120_000)
+    rows = {row: page.inner_text(f"{report} tr#pydags-s{row}") for row in range(10)}
+    assert "runs again: its code changed: `s3`" in rows[3] and "done" in rows[3], rows[3]
+    for row in (5, 8):
+        assert "done" in rows[row] and "runs again: upstream" in rows[row], rows[row]
+    for row in (0, 1, 2, 4, 6, 7, 9):
+        assert "cached" in rows[row], rows[row]
