@@ -90,7 +90,8 @@ def random_dag(n: int, seed: int, fan_in: int = 3) -> list[list[int]]:
 def _private_store() -> None:
     """Results cached by this session go to a folder of its own, not the user's store: a
     cell magic run again reuses what an earlier run stored, and earlier sessions must not
-    count. Notebook kernels and subprocesses started by the tests inherit it."""
+    count. Notebook kernels and subprocesses started by the tests inherit it, the tutorials'
+    under nbval too (``tests`` is collected first)."""
     import atexit
     import shutil
     import tempfile

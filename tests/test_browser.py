@@ -349,6 +349,9 @@ def test_a_magic_cell_edited_and_run_again_runs_only_what_changed(page, lab):
     assert shown == {**dict.fromkeys(["s0", "s1", "s2", "s4", "s6", "s7", "s9"], "cached"),
                      "s3": "running", "s5": "stale", "s8": "stale"}, shown
     page.click(node.format("s5"))
+    shots = os.environ.get("PYDAGS_SCREENSHOTS")
+    if shots:  # the README's picture of a cell run again after an edit
+        page.locator(".pydags-view").screenshot(path=str(Path(shots) / "stale_view.png"))
     head = page.inner_text(".pydags-view .pydags-inspector-head")
     assert "runs again: upstream `s3` changed" in head, head
     assert page.text_content(node.format("s8") + " title") == (  # its tooltip
