@@ -23,7 +23,7 @@ from pydags.executors import base
 from pydags.executors.base import Executor
 from pydags.mapping import ResumedItems
 from pydags.results import Remote
-from pydags.run import Run
+from pydags.run import Run, RunOptions
 from pydags.scheduler import Plan, Scheduler
 from pydags.stage import FunctionStage, Stage, check_name, check_settings, stages_in
 
@@ -243,20 +243,25 @@ class Pipeline:
             known_items.append(caching.CachedItems(self.store, self.name, plan, prints))
         scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=reused,
                               known_items=known_items)
+        options = RunOptions(num_cores=cores if executor is None else 1, executor=executor,
+                             raise_on_error=raise_on_error, fail_fast=fail_fast, resume=resume,
+                             rerun=(rerun,) if isinstance(rerun, str) else tuple(rerun),
+                             cache=cache)
         run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
-                  raise_on_error=raise_on_error)
+                  raise_on_error=raise_on_error, options=options, pipeline=self)
         for name, note in notes.items():
             run.stage_records[name].cache = note
         if cache:
             run.subscribe(caching.remember_results(self.store, self.name, run, prints))
         if on_event is not None:
             run.subscribe(on_event)
-        self.runs.append(run)
-        for old in list(self.runs)[:-self.keep_results]:
+        finished = [old for old in self.runs if old.done()]  # a run going on keeps its own
+        for old in finished[:max(0, len(finished) - self.keep_results + 1)]:
             old.drop_results(
                 f"the results of this run of {self.name!r} were let go when a later run "
                 f"started (a pipeline keeps the results of its last {self.keep_results} "
-                f"run(s)); keep more with Pipeline(keep_results=N)")
+                f"finished run(s)); keep more with Pipeline(keep_results=N)")
+        self.runs.append(run)
         return run
 
     def start(

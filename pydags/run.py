@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from contextvars import copy_context
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from pydags.executors.batch import BatchResult
+    from pydags.pipeline import Pipeline
     from pydags.scheduler import Scheduler
 
 
@@ -73,6 +76,19 @@ class StageRecord:
         return self.end - self.start
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run was started: the options of ``Pipeline.start`` that ``Run.again`` reuses."""
+
+    num_cores: int = 1
+    executor: Any = None
+    raise_on_error: bool = True
+    fail_fast: bool = False
+    resume: bool = False
+    rerun: tuple[str, ...] = ()
+    cache: bool = False
+
+
 Subscriber = Callable[[Event], None]
 RunSubscriber = Callable[["Run"], None]
 OutputSubscriber = Callable[[str, str], None]
@@ -86,8 +102,11 @@ class Run:
     """
 
     def __init__(self, pipeline_name: str, stages: list[str], dependencies: dict[str, set[str]],
-                 *, scheduler: Scheduler | None = None, raise_on_error: bool = True):
+                 *, scheduler: Scheduler | None = None, raise_on_error: bool = True,
+                 options: RunOptions | None = None, pipeline: Pipeline | None = None):
         self.pipeline_name = pipeline_name
+        self.options = options or RunOptions(raise_on_error=raise_on_error)
+        self._pipeline = weakref.ref(pipeline) if pipeline is not None else None
         self.dependencies = dependencies
         self.stage_records: dict[str, StageRecord] = {name: StageRecord(name) for name in stages}
         self.items: dict[str, Items] = {}  # mapped stage -> its items, once it has them
@@ -210,6 +229,17 @@ class Run:
         return draw_timeline(self, ax=ax)
 
     # --- the handle ----------------------------------------------------------
+    def again(self, *, block: bool = True, show: bool | None = None, **changes: Any) -> Run:
+        """Start a new run of the same pipeline the way this one was started (``options``:
+        cores or executor, cache, resume, fail_fast, ...), but for ``changes``; returns it,
+        as ``Pipeline.start`` does."""
+        pipeline = self._pipeline() if self._pipeline is not None else None
+        if pipeline is None:
+            raise RuntimeError(f"this run of {self.pipeline_name!r} has no pipeline to run "
+                               "again (it was let go)")
+        options = {**dataclasses.asdict(self.options), **changes}
+        return pipeline.start(block=block, show=show, **options)
+
     def subscribe(self, on_event: Subscriber | None = None, *,
                   on_start: RunSubscriber | None = None,
                   on_finish: RunSubscriber | None = None,

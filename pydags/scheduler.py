@@ -66,6 +66,7 @@ from pydags.executors.attempt import error_from_exception
 from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
 from pydags.items import CODE, Items, shown
 from pydags.mapping import SUCCEEDED, MappedStage, ranges, succeeded
+from pydags.results import Results
 from pydags.run import Attempt, Run
 from pydags.stage import Stage, items_of, mismatch, resolve_arguments
 from pydags.status import StageStatus
@@ -108,6 +109,9 @@ class Scheduler:
         self.maps: dict[str, MappedStage] = {}
         self.retry_at: list[tuple[float, str, int]] = []
         self.attempts = dict.fromkeys(plan.stages, 1)
+        # The results this run works with: its own, whatever happens to the run's (a later
+        # run of the pipeline may let those go while this one still runs).
+        self.results = Results()
         self._order = 0
         self.run: Run
 
@@ -149,7 +153,7 @@ class Scheduler:
         for name in self.plan.stages:
             if name in self.cached:
                 value = self.cached[name]
-                self.run.set_result(name, value)
+                self._result(name, value)
                 if name in self.plan.linked and isinstance(value, list):  # its items too
                     self.run.mapped(name, Items(len(value)))
                     self.run.items_known(name, dict(enumerate(value)))
@@ -192,7 +196,7 @@ class Scheduler:
 
     def _job(self, name: str) -> Job:
         stage = self.plan.stages[name]
-        upstream = {d: self.executor.upstream(d, self.run.results)
+        upstream = {d: self.executor.upstream(d, self.results)
                     for d in self.plan.dependencies[name]}
         args, kwargs = resolve_arguments(stage, upstream, self.plan.names)
         takers = sum(name in self.plan.inputs[d] for d in self.dependents[name])
@@ -254,7 +258,7 @@ class Scheduler:
         feeding = [self.run.items[p] for p in set(linked) - {None} if p in self.run.items]
         try:
             results = {d: self.run.items[d].values if d in self.run.items and d in linked
-                       else self.run.results[d]  # a map known whole (cached, resumed) too
+                       else self.results[d]  # a map known whole (cached, resumed) too
                        for d in self.plan.inputs[name]}
             args, kwargs = resolve_arguments(stage, results, self.plan.names)
             sources = [items_of(v, f"stage {name!r}, mapped argument {p} (the result of "
@@ -268,7 +272,7 @@ class Scheduler:
             function = stage.callable()
         except LostResult as exc:  # a result it takes went with the worker that kept it
             lost = tuple(d for d in self.plan.dependencies[name]
-                         if getattr(self.run.results.held(d), "lost", False))
+                         if getattr(self.results.held(d), "lost", False))
             if lost:
                 self._recompute(name, lost)
             else:
@@ -375,7 +379,7 @@ class Scheduler:
         if failed:
             self._fail(name, _items_error(name, items, sorted(failed), self.maps[name]))
             return
-        self.run.set_result(name, items.values)
+        self._result(name, items.values)
         self._set(name, StageStatus.DONE)
         self._unblock(name)
 
@@ -410,6 +414,7 @@ class Scheduler:
             return
         self.run.attempt_ended(news)
         if news.ok:
+            self.results[news.name] = news.value
             self._set(news.name, StageStatus.DONE)
             self._unblock(news.name)
             return
@@ -482,6 +487,11 @@ class Scheduler:
         for name, record in self.run.stage_records.items():
             if not record.status.finished:
                 self._set(name, StageStatus.CANCELLED)
+
+    def _result(self, name: str, value: Any) -> None:
+        """Stage ``name``'s result is known without an attempt of its own here."""
+        self.results[name] = value
+        self.run.set_result(name, value)
 
     # --- the one place a status changes ---------------------------------------
     def _set(self, name: str, status: StageStatus, *, worker: str | None = None,

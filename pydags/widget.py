@@ -108,11 +108,16 @@ class PipelineWidget(anywidget.AnyWidget):
                              name="pydags-view", daemon=True).start()
 
     def start(self, **options: Any) -> Run:
-        """Start a non-blocking run of the pipeline shown here."""
-        options.setdefault("num_cores", self.num_cores)
-        run = self.pipeline.prepare(raise_on_error=False, **options)
+        """Start a non-blocking run of the pipeline shown here: the way the run shown was
+        started (its cores or executor, cache, fail_fast, ...) but for ``options``; with no
+        run shown, on ``num_cores`` cores."""
+        if self.run is not None:
+            run = self.run.again(block=False, show=False, raise_on_error=False, **options)
+        else:
+            options.setdefault("num_cores", self.num_cores)
+            run = self.pipeline.start(block=False, show=False, raise_on_error=False, **options)
         self.attach(run)
-        return run.start(block=False)
+        return run
 
     def cancel(self) -> None:
         """Cancel the run shown here."""
@@ -125,12 +130,13 @@ class PipelineWidget(anywidget.AnyWidget):
         if action == "cancel":
             self.cancel()
         elif self.run is None or self.run.done():
+            fresh = {"resume": False, "rerun": ()}
             if action == "run":
-                self.start()
+                self.start(**fresh, cache=False)
             elif action == "run_stale":
-                self.start(cache=True)
+                self.start(**fresh, cache=True)
             elif action == "retry":
-                self.start(resume=True)
+                self.start(resume=True, rerun=())
             elif action == "rerun":
                 self.start(resume=True, rerun=[message["stage"]])
 

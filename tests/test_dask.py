@@ -263,3 +263,20 @@ def test_one_bad_item_fails_alone_on_the_cluster(client, fate, says):
     assert run.items["bad"].summary() == "1000 items: 999 done · 1 failed"
     assert run.items["bad"].statuses()[300] is StageStatus.FAILED
     assert says in run.errors["bad"]
+
+
+def test_two_overlapping_runs_on_the_cluster_each_end_with_their_own_results(client, tmp_path):
+    from workload import echo
+
+    release = tmp_path / "release"
+    flow = Pipeline("overlap").add_stages(echo(wait_for_file(str(release))))
+    first = flow.start(executor=client, block=False, show=False, raise_on_error=False)
+    deadline = time.time() + 60
+    while first.status["wait_for_file"] is not StageStatus.RUNNING:
+        assert time.time() < deadline, first.status
+        time.sleep(0.01)
+    second = flow.start(executor=client, block=False, show=False, raise_on_error=False)
+    release.touch()
+    for run in (first, second):
+        run.wait()
+        assert run.results == {"wait_for_file": True, "echo": True}, run.errors

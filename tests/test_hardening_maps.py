@@ -210,3 +210,21 @@ def test_a_daemon_a_stage_starts_stops_with_its_worker(tmp_path, how):
             return True
 
     assert wait_until(gone), f"the daemon {pid} outlived its worker"
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_two_overlapping_runs_of_one_pipeline_each_end_with_their_own_results(tmp_path, cores):
+    release = tmp_path / "release"
+    flow = Pipeline("overlap", [echo(wait_for_file(str(release)))])
+    first = flow.start(num_cores=cores, block=False, show=False, raise_on_error=False)
+    assert wait_until(lambda: first.status["wait_for_file"] is StageStatus.RUNNING)
+    second = flow.start(num_cores=cores, block=False, show=False, raise_on_error=False)
+    release.touch()
+    for run in (first, second):
+        run.wait()
+        assert run.status == {"wait_for_file": StageStatus.DONE, "echo": StageStatus.DONE}
+        assert run.results["echo"] is True
+    third = flow.start(num_cores=cores, show=False)  # keep_results=1: the older ones go
+    assert third.results["echo"] is True
+    with pytest.raises(RuntimeError, match="let go when a later run started"):
+        first.results["echo"]

@@ -179,3 +179,34 @@ def test_a_mapped_stage_sends_its_items_statuses_durations_errors_and_bars():
         first, _, last = label[len("fails_for["):-1].partition("..")
         covered += int(last or first) - int(first) + 1
     assert covered == 6000 and len(bars) < 200  # each item in one bar; batches drawn whole
+
+
+def test_retry_from_the_view_runs_the_way_the_run_shown_was_started(tmp_path):
+    from pydags.store import DiskStore
+
+    flag = tmp_path / "fixed"
+
+    @stage
+    def needs_fix(x, path):
+        if not path.exists():
+            raise RuntimeError("not fixed yet")
+        return x + 1
+
+    pipeline = Pipeline("options", store=DiskStore(tmp_path / "store")).add_stages(
+        needs_fix(ok(), flag).named("fix"))
+    first = pipeline.start(num_cores=2, cache=True, fail_fast=True, raise_on_error=False,
+                           show=False)
+    assert first.options.cache and first.options.fail_fast and first.options.num_cores == 2
+    view = pipeline.widget()
+    flag.write_text("yes")
+    view._on_action(view, {"action": "retry"}, [])
+    retried = view.run.wait(timeout=60)
+    assert retried is not first and retried.ok
+    assert retried.options.cache and retried.options.fail_fast and retried.options.resume
+    assert retried.options.num_cores == 2
+    assert retried.stage_records["fix"].worker.startswith("worker-")  # on workers, as before
+    assert retried.stage_records["fix"].cache == "runs: no cached result yet"
+    view._on_action(view, {"action": "run"}, [])
+    again = view.run.wait(timeout=60)
+    assert not again.options.cache and not again.options.resume and again.options.fail_fast
+    view.close()
