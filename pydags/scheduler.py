@@ -120,34 +120,42 @@ class Scheduler:
         """Run every stage to a final status. On KeyboardInterrupt: cancel, clean up, re-raise."""
         self.run = run
         interrupted: BaseException | None = None
-        run.mark_started()
-        try:
-            self.executor.start()
-            self._begin()
-            while run.left:
-                if run.cancel_requested:
-                    self._cancel_all()
-                    break
-                self._submit_ready()
-                if not self.running:
-                    if not run.left:
-                        break  # the last stages ended as they were handed out
-                    if not self.retry_at:
-                        raise RuntimeError("pydags scheduler stalled: no stage can run")
-                    time.sleep(max(0.0, min(POLL_SECONDS, self.retry_at[0][0] - time.time())))
-                else:
-                    for news in self.executor.poll(POLL_SECONDS):
-                        self._handle(news)
-                self._release_retries()
-        except BaseException as exc:
-            interrupted = exc
-            with _uninterrupted(reraise=False):  # it is being raised already
+        presses = _Interrupts()
+        with presses.held():
+            run.mark_started()
+            try:
+                self.executor.start()
+                self._begin()
+                self._loop()
+            except BaseException as exc:
+                presses.cleaning = True
+                interrupted = exc
                 self._cancel_all()
-            raise
-        finally:
-            with _uninterrupted(reraise=interrupted is None):
+                raise
+            finally:
+                presses.cleaning = True
                 self.executor.shutdown()
                 run.mark_finished(interrupted)
+        if presses.count and interrupted is None:  # pressed while the run was ending
+            raise KeyboardInterrupt
+
+    def _loop(self) -> None:
+        run = self.run
+        while run.left:
+            if run.cancel_requested:
+                self._cancel_all()
+                break
+            self._submit_ready()
+            if not self.running:
+                if not run.left:
+                    break  # the last stages ended as they were handed out
+                if not self.retry_at:
+                    raise RuntimeError("pydags scheduler stalled: no stage can run")
+                time.sleep(max(0.0, min(POLL_SECONDS, self.retry_at[0][0] - time.time())))
+            else:
+                for news in self.executor.poll(POLL_SECONDS):
+                    self._handle(news)
+            self._release_retries()
 
     def _begin(self) -> None:
         for name in self.plan.stages:
@@ -503,22 +511,35 @@ class Scheduler:
                             error=error)
 
 
-@contextlib.contextmanager
-def _uninterrupted(reraise: bool) -> Iterator[None]:
-    """Hold Ctrl-C back until the block ends: a cleanup cut short would leave stages
-    RUNNING and the run never finished (``reraise``: then raise the held-back one)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # Ctrl-C reaches the main thread only
-        return
-    pressed: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, _: pressed.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None
-                      else signal.default_int_handler)
-    if pressed and reraise:
-        raise KeyboardInterrupt
+class _Interrupts:
+    """Ctrl-C during a run on the main thread: the first press interrupts it; a press while
+    it cleans up after that (or while it ends) waits until it is done, since a cleanup cut
+    short would leave stages RUNNING and the run never finished."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cleaning = False
+
+    def _pressed(self, number: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1 and not self.cleaning:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # Ctrl-C reaches the main thread only
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.SIG_IGN:
+            yield  # the host ignores Ctrl-C: so does the run
+            return
+        signal.signal(signal.SIGINT, self._pressed)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous if previous is not None
+                          else signal.default_int_handler)
 
 
 def _unprepared(name: str, attempt: int, exc: Exception) -> Outcome:

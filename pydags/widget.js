@@ -226,9 +226,15 @@ function render({ model, el: root }) {
     inspect();
   }
 
+  let shown = ""; // what the inspector shows: drawn again only when it changes
+
   function inspect() {
     const stage = chosen && model.get("stages")[chosen];
-    if (!stage) { inspector.replaceChildren(); return; }
+    if (!stage) { inspector.replaceChildren(); shown = ""; return; }
+    const now = JSON.stringify([chosen, stage, model.get("state"), model.get("actions"),
+                                Object.values(model.get("stages")).some((s) => s.status === "failed")]);
+    if (now === shown && !model.get("items")[chosen]) return;
+    shown = now;
     const rows = [el("b", {}, chosen), ` · ${stage.status}`];
     if (stage.start != null) rows.push(" · ", el("span", { class: "pydags-elapsed" },
                                                   seconds(elapsed(stage))));
@@ -308,7 +314,7 @@ function render({ model, el: root }) {
   }
 
   function autoChoose() {
-    if (userChose) return;
+    if (userChose) { inspect(); return; } // the stage chosen stays, its state live
     const stages = model.get("stages");
     const names = Object.keys(stages);
     const failed = names.find((n) => stages[n].status === "failed");

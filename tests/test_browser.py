@@ -208,6 +208,17 @@ def test_labels_of_a_100_stage_dag_are_at_least_11_pixels_high(page, lab, tmp_pa
         page.screenshot(path=str(Path(shots) / "big_view.png"))
 
 
+def test_the_stage_chosen_stays_in_the_inspector_and_its_state_is_live(page, lab):
+    open_and_run_all(page, lab, "big.ipynb")
+    ready_view(page)
+    page.click(".pydags-view g[id='pydags-stage:step_60']")
+    head = ".pydags-view .pydags-inspector-head"
+    assert re.search(r"step_60 · (pending|queued)", page.inner_text(head)), page.inner_text(head)
+    page.wait_for_function(  # no other click: it follows the stage through its run
+        f"() => /step_60 · done/.test(document.querySelector({json.dumps(head)}).innerText)",
+        timeout=120_000)
+
+
 def test_a_blocking_run_stays_clickable_and_its_clock_ticks(page, lab, tmp_path):
     open_and_run_all(page, lab, "long.ipynb")
     ready_view(page)

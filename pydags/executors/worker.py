@@ -56,7 +56,8 @@ class _Sender(io.TextIOBase):
         with self.lock:
             parts, self.parts = self.parts, []
             if parts:
-                self.outbox.send_bytes(OUTPUT + "".join(parts).encode("utf-8", "replace"))
+                with contextlib.suppress(OSError):  # the driver is gone: serve() sees it too
+                    self.outbox.send_bytes(OUTPUT + "".join(parts).encode("utf-8", "replace"))
 
     def keep_flushing(self) -> None:
         while True:
@@ -167,22 +168,32 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
                               start=start, end=time.time())
         else:
             base.loading_stages = False
-            with lock:
-                outbox.send_bytes(STARTED)
+            if not _send(outbox, lock, STARTED):
+                return False
             outcome = execute(job, interrupt_fails=True, stream=sender)
             if keep is not None and outcome.ok:
                 outcome.value = kept.keep(outcome.value, keep)
         base.loading_stages = False
         sys.stdout.flush()
-        sender.flush()
         batch = getattr(job, "function", None)
         data = encode(outcome, batch if isinstance(batch, ItemBatch) else None)
-        with lock:
-            outbox.send_bytes(data)
+        sender.flush()
+        if not _send(outbox, lock, data):
+            return False
         # Let the job's arguments go now, not when the next job comes: unmapping a big
         # buffer takes a while.
         job = outcome = data = batch = None
         reaping.reap()
+
+
+def _send(outbox: Connection, lock: threading.Lock, data: bytes) -> bool:
+    """Send ``data`` to the driver; False if it is gone (a broken pipe)."""
+    try:
+        with lock:
+            outbox.send_bytes(data)
+    except OSError:
+        return False
+    return True
 
 
 def watch_driver(driver: int, every: float = 0.1) -> None:
