@@ -48,5 +48,10 @@ class CycleError(ValueError, DAGException):
 DAGVerificationException = CycleError  # the name the published pydags 0.1 gave it
 
 
+class MapError(TypeError, ValueError):
+    """What a mapped stage was given cannot be mapped over (not a list of items, lists of
+    different lengths)."""
+
+
 class LostResult(RuntimeError):
     """A result kept in a worker process that died before anyone read it."""

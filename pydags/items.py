@@ -11,8 +11,8 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from pydags.executors.base import StageError
 from pydags.executors.batch import BatchResult, place
+from pydags.protocol import StageError
 from pydags.status import StageStatus
 
 STATUSES = list(StageStatus)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydags.executors.attempt import OUTPUT_LIMIT
-from pydags.executors.base import Outcome, StageError
 from pydags.items import CODE, Items
 from pydags.mapping import ranges, succeeded
+from pydags.protocol import Outcome, StageError
 from pydags.results import Results
 from pydags.status import StageStatus
 

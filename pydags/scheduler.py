@@ -61,11 +61,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydags.errors import LostResult
+from pydags.errors import LostResult, MapError
 from pydags.executors.attempt import error_from_exception
-from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
+from pydags.executors.base import Executor
 from pydags.items import CODE, Items, shown
 from pydags.mapping import SUCCEEDED, MappedStage, ranges, succeeded
+from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started
 from pydags.results import Results
 from pydags.run import Attempt, Run
 from pydags.stage import Stage, items_of, mismatch, resolve_arguments
@@ -275,7 +276,7 @@ class Scheduler:
                        for p, v in enumerate(args)]
             lengths = dict(enumerate(map(len, sources)))
             if len(set(lengths.values())) > 1:
-                raise ValueError(f"stage {name!r}: mapped arguments have different lengths: "
+                raise MapError(f"stage {name!r}: mapped arguments have different lengths: "
                                  + mismatch(lengths))
             function = stage.callable()
         except LostResult as exc:  # a result it takes went with the worker that kept it
@@ -340,7 +341,7 @@ class Scheduler:
             mapped.timing(news.value)
             failed = {batch.start + p: e for p, e in news.value.errors.items()}
             self._items_done(name, succeeded(batch, news.value))
-        elif news.error.kind == "crash" and len(batch) > 1:
+        elif news.error.kind is ErrorKind.CRASH and len(batch) > 1:
             # Which item took its worker down is unknown: each goes again in a batch of its own.
             mapped.alone = True
             self.run.items_waiting(name, batch, StageStatus.PENDING)
@@ -353,7 +354,7 @@ class Scheduler:
             failed = dict.fromkeys(batch, news.error)
         items = self.run.items[name]
         for item, error in failed.items():
-            if items.attempt[item] <= stage.retries and error.kind != "send":
+            if items.attempt[item] <= stage.retries and error.kind.retryable:
                 self.run.item_status(name, item, StageStatus.RETRYING, error=error)
                 heapq.heappush(self.retry_at, (time.time() + stage.retry_delay, name, item))
             else:
@@ -428,7 +429,7 @@ class Scheduler:
             return
         assert news.error is not None
         stage = self.plan.stages[news.name]
-        if news.attempt <= stage.retries and news.error.kind != "send":
+        if news.attempt <= stage.retries and news.error.kind.retryable:
             self._withdraw_dependents(news.name)
             self._set(news.name, StageStatus.RETRYING, error=news.error)
             self.attempts[news.name] += 1
@@ -544,22 +545,17 @@ class _Interrupts:
 
 def _unprepared(name: str, attempt: int, exc: Exception) -> Outcome:
     """The failure of a stage whose job could not be made."""
-    error = error_from_exception(exc)
-    error.kind = "send"  # not retried: the same would happen again
-    error.message = f"stage {name!r} could not be prepared: {error.message}"
-    error.traceback = f"{error.message}\n\n{error.traceback}"
+    error = error_from_exception(exc, ErrorKind.UNSENDABLE, f"stage {name!r} could not be "
+                                 "prepared")  # not retried: the same would happen again
     now = time.time()
     return Outcome(name, attempt, False, error=error, start=now, end=now)
 
 
 def _unmappable(name: str, exc: Exception) -> StageError:
     """Why a mapped stage could not be made into items (not retried: it would not change)."""
-    if isinstance(exc, (TypeError, ValueError)) and str(exc).startswith("stage "):
-        return StageError("send", str(exc), str(exc), exc)  # pydags' own words: no traceback
-    error = error_from_exception(exc)
-    error.kind = "send"
-    error.message = f"stage {name!r} could not be mapped: {error.message}"
-    return error
+    if isinstance(exc, MapError):  # pydags' own words: no traceback
+        return StageError(ErrorKind.UNSENDABLE, str(exc), str(exc), exc)
+    return error_from_exception(exc, ErrorKind.UNSENDABLE, f"stage {name!r} could not be mapped")
 
 
 def _items_error(name: str, items: Items, failed: list[int], mapped: MappedStage) -> StageError:

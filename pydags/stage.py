@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pydags.errors import InvalidStageTypeException
+from pydags.errors import InvalidStageTypeException, MapError
 
 
 def _refuse_generators(name: str, function: Any) -> None:
@@ -416,7 +416,7 @@ def _mapping(item: Stage) -> Stage:
         given[position] = items_of(value, where)  # a generator is gone once gone through
         lengths[position] = len(given[position])
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"stage {item.name!r}: mapped arguments have different lengths: "
+        raise MapError(f"stage {item.name!r}: mapped arguments have different lengths: "
                          + mismatch(lengths))
     item._args = tuple(given)
     item.mapped = True
@@ -426,12 +426,12 @@ def _mapping(item: Stage) -> Stage:
 def items_of(value: Any, where: str) -> Any:
     """What a mapped argument maps over: a sequence, or the list of an iterable's items."""
     if type(value).__name__ == "DataFrame":  # iterating one gives its column names
-        raise TypeError(f"{where} is a DataFrame; map over its rows with "
+        raise MapError(f"{where} is a DataFrame; map over its rows with "
                         "list(df.itertuples()) or its groups with [g for _, g in "
                         "df.groupby(key)]")
     if isinstance(value, (str, bytes, dict, set, frozenset)) or not hasattr(value, "__iter__"):
         hint = " (map over list(d.items()) for a dict)" if isinstance(value, dict) else ""
-        raise TypeError(f"{where} is a {type(value).__name__}, which map() does not go "
+        raise MapError(f"{where} is a {type(value).__name__}, which map() does not go "
                         f"through item by item; give a list, tuple, range or array{hint} "
                         "(an argument that goes whole to every item is given by keyword)")
     if isinstance(value, (list, tuple, range)):

@@ -293,7 +293,7 @@ def test_worker_tracebacks_of_notebook_functions_keep_file_line_and_source(tmp_p
 
 def test_output_capture_is_per_thread(capsys):
     from pydags.executors.attempt import execute
-    from pydags.executors.base import Job
+    from pydags.protocol import Job
 
     def talk(word):
         for _ in range(200):

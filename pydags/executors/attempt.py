@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pydags.executors.base import Job, Outcome, StageError
+from pydags.protocol import ErrorKind, Job, Outcome, StageError
 
 OUTPUT_LIMIT = 1 << 20  # characters of stdout/stderr kept per stage attempt
 
@@ -116,8 +116,10 @@ def awaited(coroutine: Any, capture: _Capture | None = None) -> Any:
     return box["value"]
 
 
-def error_from_exception(exc: BaseException) -> StageError:
-    """A ``StageError`` with the traceback of the stage's own frames only."""
+def error_from_exception(exc: BaseException, kind: ErrorKind = ErrorKind.EXCEPTION,
+                         context: str = "") -> StageError:
+    """A ``StageError`` with the traceback of the stage's own frames only (``context``:
+    what failed, said before the exception's message and above the traceback)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None and _is_ours(tb):
         tb = tb.tb_next  # drop the frames of pydags that called the stage
@@ -126,7 +128,10 @@ def error_from_exception(exc: BaseException) -> StageError:
         message = f"the stage called sys.exit({exc.code!r})"
     else:
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return StageError("exception", message, text, exc.with_traceback(tb))
+    if context:
+        message = f"{context}: {message}"
+        text = f"{message}\n\n{text}"
+    return StageError(kind, message, text, exc.with_traceback(tb))
 
 
 class _Router(io.TextIOBase):

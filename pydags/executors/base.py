@@ -9,77 +9,15 @@ every backend.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pydags.protocol import Job, Outcome, Printed, Started
 
 if TYPE_CHECKING:
     from pydags.results import Results
 
 THIS_PROCESS = f"main (pid {os.getpid()})"  # how runs name the driver when it runs a stage
 loading_stages = False  # True while a worker imports the modules of the stage it was sent
-
-
-@dataclass
-class StageError:
-    """Why a stage attempt failed: the exception's type and message, and its traceback."""
-
-    kind: str  # "exception", "timeout", "crash", "result", "send"
-    message: str
-    traceback: str = ""
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
-
-    def __str__(self) -> str:
-        return self.traceback or self.message
-
-
-@dataclass
-class Job:
-    """One attempt of one stage, as handed to an executor."""
-
-    name: str
-    function: Callable[..., Any]
-    args: tuple
-    kwargs: dict
-    attempt: int = 1
-    timeout: float | None = None
-    inputs: dict[str, Any] = field(default_factory=dict)  # upstream stage -> what it gave
-    keep: bool = False  # the result may stay where it is made (one stage at most takes it)
-
-
-@dataclass
-class Started:
-    """An executor's word that a job began on a worker."""
-
-    name: str
-    attempt: int
-    worker: str
-    time: float
-
-
-@dataclass
-class Printed:
-    """What a running job printed since the last such news (not every executor streams)."""
-
-    name: str
-    attempt: int
-    text: str
-
-
-@dataclass
-class Outcome:
-    """How a job ended: a value, or an error."""
-
-    name: str
-    attempt: int
-    ok: bool
-    value: Any = None
-    error: StageError | None = None
-    output: str = ""
-    worker: str = ""
-    start: float = 0.0
-    end: float = 0.0
-    lost: tuple[str, ...] = ()  # it could not start: these stages' results were lost
 
 
 class Executor:

@@ -6,6 +6,7 @@ item, its result or its error, and when it started.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import pickle
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import cloudpickle
 
 from pydags.executors.attempt import awaited, error_from_exception
-from pydags.executors.base import StageError
+from pydags.protocol import ErrorKind, StageError
 
 
 @dataclass
@@ -76,7 +77,7 @@ def sendable(result: BatchResult, stage: str, first: int) -> BatchResult:
             kind = type(value)
             result.values[position] = None
             result.errors[position] = StageError(
-                "result", f"item {first + position} of stage {stage!r} returned a "
+                ErrorKind.RESULT, f"item {first + position} of stage {stage!r} returned a "
                 f"{kind.__module__}.{kind.__qualname__} that cannot be sent back from the "
                 f"worker ({type(exc).__name__}: {exc}); return plain data, or write it to a "
                 "store and return its key")
@@ -98,5 +99,5 @@ def portable(error: StageError) -> StageError:
     try:  # an exception may pickle yet fail to load (an __init__ with other arguments)
         pickle.loads(cloudpickle.dumps(error.exception))
     except Exception:
-        error.exception = None  # its type, message and traceback text remain
+        return dataclasses.replace(error, exception=None)  # its text says what happened
     return error

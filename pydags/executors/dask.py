@@ -27,8 +27,9 @@ from typing import Any
 import cloudpickle
 
 from pydags.executors.attempt import execute
-from pydags.executors.base import Executor, Job, Outcome, StageError, Started
+from pydags.executors.base import Executor
 from pydags.executors.batch import BatchResult, ItemBatch, place, sendable
+from pydags.protocol import ErrorKind, Job, Outcome, StageError, Started
 from pydags.stage import StageCall
 
 try:
@@ -204,7 +205,8 @@ class DaskExecutor(Executor):
         except Exception as exc:  # a lost worker, a result that cannot travel
             now = time.time()
             self._news.put(Outcome(name, attempt, False, start=now, end=now, error=StageError(
-                "crash", f"Dask could not run stage {name!r}: {type(exc).__name__}: {exc}")))
+                ErrorKind.CRASH,
+                f"Dask could not run stage {name!r}: {type(exc).__name__}: {exc}")))
 
     def _deliver(self, key: str) -> None:
         if key not in self._values or key not in self._reports:
@@ -221,8 +223,9 @@ class DaskExecutor(Executor):
         except Exception as exc:  # a lost worker, a result that cannot travel
             now = time.time()
             return Outcome(report["name"], report["attempt"], False, start=now, end=now,
-                           error=StageError("crash", f"the result of stage {report['name']!r} "
-                                            f"could not be fetched: {type(exc).__name__}: {exc}"))
+                           error=StageError(ErrorKind.CRASH,
+                                            f"the result of stage {report['name']!r} could "
+                                            f"not be fetched: {type(exc).__name__}: {exc}"))
         batch = self._batches.pop(future.key, None)
         if batch is not None:
             self._items.setdefault(batch.stage, []).append(
@@ -260,7 +263,7 @@ def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> A
                                      value=small if small and len(small) <= SMALL else None))
         return outcome.value
     assert outcome.error is not None
-    outcome.error.exception = None  # the text travels; the object may not pickle
+    outcome.error = dataclasses.replace(outcome.error, exception=None)  # the text travels
     raise StageFailed(key, outcome.error, dict(output=outcome.output, worker=worker.address,
                                                start=outcome.start, end=outcome.end))
 
@@ -296,5 +299,5 @@ def _with_timeout(job: Job) -> Outcome:
     if box:
         return box[0]
     return Outcome(job.name, job.attempt, False, start=start, end=time.time(), error=StageError(
-        "timeout", f"stage {job.name!r} timed out after {job.timeout:g} s on Dask (the worker "
-        "cannot stop it: its thread runs on and its result is dropped)"))
+        ErrorKind.TIMEOUT, f"stage {job.name!r} timed out after {job.timeout:g} s on Dask (the "
+        "worker cannot stop it: its thread runs on and its result is dropped)"))

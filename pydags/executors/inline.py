@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 
 from pydags.executors.attempt import execute
-from pydags.executors.base import THIS_PROCESS, Executor, Job, Outcome, Started
+from pydags.executors.base import THIS_PROCESS, Executor
 from pydags.executors.process import ProcessExecutor
+from pydags.protocol import Job, Outcome, Started
 
 
 class InlineExecutor(Executor):

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydags.executors import buffers, kept, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
-from pydags.executors.base import Executor, Job, Outcome, Printed, StageError, Started
+from pydags.executors.base import Executor
 from pydags.executors.worker import CONTEXT, OUTPUT, STARTED, SentFunction, context
+from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started
 from pydags.stage import StageCall
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class ProcessExecutor(Executor):
             return
         self._news.append(Outcome(job.name, job.attempt, False, start=time.time(),
                                   end=time.time(), error=StageError(
-                                      "crash", "no worker process could be started")))
+                                      ErrorKind.CRASH, "no worker process could be started")))
 
     def share(self, value: Any) -> Any:
         """``value`` with its large buffers written to shared memory once and mapped here:
@@ -174,7 +175,7 @@ class ProcessExecutor(Executor):
         except Exception as exc:  # the result's own unpickling failed, not the worker
             return Outcome(job.name, job.attempt, False, worker=slot.label,
                            start=slot.started, end=time.time(), error=StageError(
-                               "result", f"the result of stage {job.name!r} could not be "
+                               ErrorKind.RESULT, f"the result of stage {job.name!r} could not be "
                                f"loaded here: {type(exc).__name__}: {exc}"))
         finally:
             buffers.delete(slot.files)
@@ -191,7 +192,7 @@ class ProcessExecutor(Executor):
         self._replace(slot, f"was stopped when stage {job.name!r} timed out", rescue=True)
         return Outcome(job.name, job.attempt, False, worker=label, start=slot.started, end=now,
                        output=output,
-                       error=StageError("timeout", f"stage {job.name!r} timed out after "
+                       error=StageError(ErrorKind.TIMEOUT, f"stage {job.name!r} timed out after "
                                         f"{job.timeout:g} s; its worker was stopped"))
 
     def _died(self, slot: _Slot) -> Outcome:
@@ -203,7 +204,7 @@ class ProcessExecutor(Executor):
         self._replace(slot, f"died ({_describe_exit(code)})")  # with what the stage started
         return Outcome(job.name, job.attempt, False, worker=label, start=slot.started,
                        end=time.time(), output=output,
-                       error=StageError("crash", f"worker died ({_describe_exit(code)})"))
+                       error=StageError(ErrorKind.CRASH, f"worker died ({_describe_exit(code)})"))
 
     def _drain(self, slot: _Slot) -> None:
         """Keep what a worker about to be killed printed but the driver has not read yet."""
@@ -254,13 +255,13 @@ def _lost(job: Job, inputs: dict[str, kept.Kept]) -> Outcome:
     now = time.time()
     lost = tuple(name for name, handle in inputs.items() if handle.lost)
     return Outcome(job.name, job.attempt, False, start=now, end=now, lost=lost, error=StageError(
-        "lost", f"stage {job.name!r} could not start: the results of {', '.join(lost)} "
+        ErrorKind.LOST, f"stage {job.name!r} could not start: the results of {', '.join(lost)} "
         "were lost with the worker that kept them"))
 
 
 def _unsendable(job: Job, exc: Exception) -> Outcome:
     now = time.time()
     return Outcome(job.name, job.attempt, False, start=now, end=now, error=StageError(
-        "send", f"stage {job.name!r} could not be sent to a worker process: {exc}. "
+        ErrorKind.UNSENDABLE, f"stage {job.name!r} could not be sent to a worker process: {exc}. "
         "Its function and arguments must be picklable (cloudpickle); "
         "use num_cores=1 to run it in this process"))

@@ -10,6 +10,7 @@ functions defined in a notebook, in ``__main__``, by ``exec`` or as lambdas all 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import io
@@ -27,8 +28,8 @@ import cloudpickle
 
 from pydags.executors import base, buffers, kept, reaping
 from pydags.executors.attempt import error_from_exception, execute
-from pydags.executors.base import Outcome, StageError
 from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
+from pydags.protocol import ErrorKind, Outcome, StageError
 
 # Messages other than outcomes start with NUL, which an outcome's pickle never does.
 STARTED = b"\x00started"  # a job begins
@@ -89,7 +90,7 @@ def encode(outcome: Outcome, batch: ItemBatch | None = None) -> bytes:
     """Pickle an outcome; an unpicklable result or exception becomes a clear failure (for
     a ``batch`` of items, the failure of the items whose results cannot be pickled)."""
     if outcome.error is not None:
-        portable(outcome.error)
+        outcome.error = portable(outcome.error)
     outcome.value = buffers.out_of_band(outcome.value)
     try:
         return buffers.dumps(outcome)
@@ -100,13 +101,14 @@ def encode(outcome: Outcome, batch: ItemBatch | None = None) -> bytes:
             kind = type(outcome.value)
             outcome.ok, outcome.value = False, None
             outcome.error = StageError(
-                "result",
+                ErrorKind.RESULT,
                 f"stage {outcome.name!r} returned a {kind.__module__}.{kind.__qualname__} "
                 f"that cannot be sent back from the worker ({exc}); return plain data, "
                 "or write it to a store and return its key",
             )
         elif outcome.error is not None:
-            outcome.error.exception = None  # the traceback text still says what happened
+            # the traceback text still says what happened
+            outcome.error = dataclasses.replace(outcome.error, exception=None)
         try:
             return buffers.dumps(outcome)
         except Exception:
@@ -161,9 +163,8 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         try:
             job, keep = buffers.loads(data)
         except Exception as exc:
-            error = error_from_exception(exc)
-            error.kind = "send"
-            error.message = f"the worker could not load the stage: {error.message}"
+            error = error_from_exception(exc, ErrorKind.UNSENDABLE,
+                                         "the worker could not load the stage")
             outcome = Outcome(getattr(exc, "stage", "?"), 0, False, error=error,
                               start=start, end=time.time())
         else:

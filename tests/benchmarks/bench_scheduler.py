@@ -15,9 +15,9 @@ import time
 
 import networkx as nx
 
-from pydags.executors.base import Job, Outcome
 from pydags.executors.process import ProcessExecutor
 from pydags.pipeline import Pipeline
+from pydags.protocol import Job, Outcome
 from pydags.stage import stage
 
 
