@@ -22,6 +22,7 @@ def follow(pipeline: Pipeline, run: Run, *, show: bool | None, block: bool,
         from pydags.widget import PipelineWidget
 
         view = PipelineWidget(pipeline, num_cores=num_cores)
+        view.blocking = block  # the kernel hears no click until the run ends
         view.attach(run)
         view.show()
         if not block:

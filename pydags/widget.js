@@ -199,7 +199,10 @@ function render({ model, el: root }) {
     const state = model.get("state");
     buttons.run.disabled = state === "running" || !model.get("actions");
     buttons.run_stale.disabled = buttons.run.disabled;
-    buttons.cancel.disabled = state !== "running" || !model.get("actions");
+    const blocking = model.get("blocking") && state === "running";
+    buttons.cancel.disabled = state !== "running" || !model.get("actions") || blocking;
+    buttons.cancel.title = blocking  // a click would reach the kernel only once the run ended
+      ? "This run holds the kernel: interrupt the kernel (■) to stop it" : "";
   }
 
   function tick() {
@@ -409,6 +412,7 @@ function render({ model, el: root }) {
   model.on("change:items", () => { recolour(); if (chosen && model.get("items")[chosen]) inspect(); });
   model.on("change:clock", () => { clockSync(); tick(); });
   model.on("change:state", header_);
+  model.on("change:blocking", header_);
 
   clockSync();
   drawDag();

@@ -59,6 +59,7 @@ class PipelineWidget(anywidget.AnyWidget):
     clock = traitlets.Dict().tag(sync=True)
     state = traitlets.Unicode("idle").tag(sync=True)
     actions = traitlets.Bool(True).tag(sync=True)
+    blocking = traitlets.Bool(False).tag(sync=True)  # the run shown holds the kernel
 
     def __init__(self, pipeline: Pipeline, num_cores: int = 2):
         super().__init__()
@@ -116,6 +117,7 @@ class PipelineWidget(anywidget.AnyWidget):
         else:
             options.setdefault("num_cores", self.num_cores)
             run = self.pipeline.start(block=False, show=False, raise_on_error=False, **options)
+        self.blocking = False
         self.attach(run)
         return run
 

@@ -228,6 +228,8 @@ def test_a_blocking_run_stays_clickable_and_its_clock_ticks(page, lab, tmp_path)
     page.click(".pydags-view g[id='pydags-stage:quick_1']")
     head = page.inner_text(".pydags-view .pydags-inspector-head")
     assert "quick_1" in head and "done" in head, head
+    cancel = page.locator(".pydags-view .pydags-cancel")
+    assert cancel.is_disabled() and "interrupt the kernel" in cancel.get_attribute("title")
     clocks, before = set(), statuses(page)
     for _ in range(12):
         clocks.add(page.inner_text(".pydags-view .pydags-clock"))
