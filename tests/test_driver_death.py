@@ -69,20 +69,25 @@ IDLE_DRIVER = textwrap.dedent("""
 """)
 
 
+def kill_and_wait_for_cleanup(driver: subprocess.Popen, folder: str) -> None:
+    """SIGKILL ``driver``; its workers must delete its shared ``folder`` and exit."""
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    driver.stdout.close()
+    deadline = time.time() + 60
+    while os.path.exists(folder):
+        assert time.time() < deadline, f"{folder} is still there: {os.listdir(folder)}"
+        time.sleep(0.05)
+    assert_no_orphans(seconds=10)
+
+
 def test_the_idle_workers_of_a_killed_driver_delete_its_shared_folder(no_orphans, tmp_path):
     driver = subprocess.Popen([sys.executable, "-c", IDLE_DRIVER], cwd=tmp_path,
                               stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     folder = driver.stdout.readline().strip()
     assert os.path.isdir(folder) and folder != buffers.folder()
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    driver.stdout.close()
-    deadline = time.time() + 60
-    while os.path.exists(folder):
-        assert time.time() < deadline, f"{folder} is still there"
-        time.sleep(0.05)
-    assert_no_orphans(seconds=10)
+    kill_and_wait_for_cleanup(driver, folder)
 
 
 def test_a_worker_whose_driver_died_while_it_started_exits(no_orphans):
@@ -138,11 +143,4 @@ def test_a_driver_killed_mid_map_leaves_no_shared_folder(no_orphans, tmp_path):
                                   env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
         folder = driver.stdout.readline().strip()
         assert driver.stdout.readline().strip() == "40 done"
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
-        driver.stdout.close()
-        deadline = time.time() + 60
-        while os.path.exists(folder):
-            assert time.time() < deadline, f"{folder} is still there: {os.listdir(folder)}"
-            time.sleep(0.05)
-        assert_no_orphans(seconds=10)
+        kill_and_wait_for_cleanup(driver, folder)

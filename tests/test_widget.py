@@ -8,7 +8,7 @@ from array import array
 import ipywidgets
 import pytest
 from conftest import assert_no_orphans
-from workload import fails_for, sleepy
+from workload import fails_for, needs_fix, sleepy
 
 from pydags import StageStatus
 from pydags.examples import tutorial
@@ -98,12 +98,6 @@ def test_pushes_are_batched_not_one_per_event():
 def test_rerun_and_retry_from_the_inspector(tmp_path):
     flag = tmp_path / "fixed"
 
-    @stage
-    def needs_fix(x, path):
-        if not path.exists():
-            raise RuntimeError("not fixed yet")
-        return x + 1
-
     pipeline = Pipeline("again").add_stages(needs_fix(ok(), flag).named("fix"),
                                             after(ok().named("base")).named("below"))
     view = pipeline.widget()
@@ -185,12 +179,6 @@ def test_retry_from_the_view_runs_the_way_the_run_shown_was_started(tmp_path):
     from pydags.store import DiskStore
 
     flag = tmp_path / "fixed"
-
-    @stage
-    def needs_fix(x, path):
-        if not path.exists():
-            raise RuntimeError("not fixed yet")
-        return x + 1
 
     pipeline = Pipeline("options", store=DiskStore(tmp_path / "store")).add_stages(
         needs_fix(ok(), flag).named("fix"))

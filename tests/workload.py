@@ -393,3 +393,11 @@ def starts_a_daemon(pid_file, then_sleep=0):
     wait_for_file.func(pid_file, 60)
     time.sleep(then_sleep)
     return int(open(pid_file).read())
+
+
+@stage
+def needs_fix(x, path):
+    """Fails until ``path`` exists."""
+    if not path.exists():
+        raise RuntimeError("not fixed yet")
+    return x + 1
