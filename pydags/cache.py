@@ -168,19 +168,21 @@ def stale(pipeline: str, plan: Plan, store: Any, ran: Run | None = None) -> dict
     prints = fingerprints(plan)
     items = CachedItems(store, pipeline, plan, prints)
     reasons: dict[str, str | None] = {}
+    running: set[str] = set()  # the stages found stale so far (upstream ones come first)
     for name, stage in plan.stages.items():
         fingerprint = prints.get(name)
         if fingerprint is None:
             blocked = sorted(d for d in plan.dependencies[name] if d not in prints)
             reasons[name] = (f"upstream `{blocked[0]}` cannot be cached" if blocked else
                              "its code or arguments cannot be fingerprinted: it always runs")
+            running.add(name)
             continue
         if key(pipeline, name, fingerprint.digest) in store:
             reasons[name] = None
             continue
         before = last(store, pipeline, name)
         if before is not None:
-            reason = why(fingerprint, before, {n for n, r in reasons.items() if r is not None})
+            reason = why(fingerprint, before, running)
         elif ran is not None and ran.status.get(name, StageStatus.PENDING).succeeded:
             reason = "its last result was not kept (start it with cache=True to keep it)"
         else:
@@ -188,6 +190,7 @@ def stale(pipeline: str, plan: Plan, store: Any, ran: Run | None = None) -> dict
         if name in plan.linked:
             reason += _items_known(items, name, stage)
         reasons[name] = reason
+        running.add(name)
     return reasons
 
 

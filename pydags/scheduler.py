@@ -32,6 +32,8 @@ State (keyed by stage name; only this module changes it)
     retry_at    heap of (time, name, item): failed attempts waiting for their retry delay
                 (item -1 for a stage)
     attempts    name -> number of the current attempt
+    results     name -> the result this run works with (its own: a later run of the
+                pipeline may let the run's results go while this one goes on)
     run.left    how many stages have not reached a final status
 
 Policy
@@ -40,6 +42,11 @@ Policy
     known, else one second) goes first, so long chains start early. A map over a map goes
     before the map it takes items from, so each item's chain ends early. A mapped stage
     with items to hand out stays in line, one batch per turn.
+
+Interrupts
+    On the main thread the first Ctrl-C interrupts the run: queued stages are CANCELLED,
+    running ones stopped. Presses while it cleans up wait until it is done, so every stage
+    ends with a final status whatever the timing.
 
 Events
     Every status change goes through ``Run.set_status``, which records it and passes an
