@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 import weakref
@@ -181,9 +180,10 @@ class Pipeline:
         if status is not None:
             drawing.update(status.status if isinstance(status, Run) else status)
         elif stale or (stale is None and in_notebook()):
-            with contextlib.suppress(Exception):  # an unreachable store: drawn plain
+            reasons = self._stale_or_warn()
+            if reasons is not None:
                 drawing.update({name: "fresh" if reason is None else "stale"
-                                for name, reason in self.stale().items()})
+                                for name, reason in reasons.items()})
         return drawing.figure
 
     def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
@@ -198,8 +198,9 @@ class Pipeline:
         if self.last_run is not None:
             widget.attach(self.last_run)
         else:
-            with contextlib.suppress(Exception):  # an unreachable store: drawn plain
-                widget.show_stale()
+            reasons = self._stale_or_warn()
+            if reasons is not None:
+                widget.show_stale(reasons)
         return widget
 
     # --- running -------------------------------------------------------------
@@ -358,6 +359,16 @@ class Pipeline:
         from pydags.cache import stale
 
         return stale(self.name, self._plan(), self.store, self.last_run)
+
+    def _stale_or_warn(self) -> dict[str, str | None] | None:
+        """``stale()`` for a drawing, which goes on without it (with a warning saying why)
+        when the store cannot be read."""
+        try:
+            return self.stale()
+        except Exception as exc:
+            warnings.warn(f"pipeline {self.name!r}: which stages are stale is not shown: "
+                          f"{type(exc).__name__}: {exc}", stacklevel=3)
+            return None
 
     def clear_cache(self) -> int:
         """Delete this pipeline's cached results from its store; returns how many."""

@@ -31,7 +31,7 @@ from pydags.draw import Drawing
 from pydags.items import CODE, STATUSES
 from pydags.report import run_html
 from pydags.run import Event, Run
-from pydags.status import FRESH, PALETTE, STALE, StageStatus
+from pydags.status import LOOKS, StageStatus
 from pydags.timeline import bars
 
 if TYPE_CHECKING:
@@ -77,16 +77,14 @@ class PipelineWidget(anywidget.AnyWidget):
         self.drawn = threading.Event()
         threading.Thread(target=copy_context().run, args=(self._draw,), name="pydags-draw",
                          daemon=True).start()  # a large DAG takes a moment: show the rest now
-        looks = {**{s.value: PALETTE[s] for s in StageStatus}, "stale": STALE, "fresh": FRESH}
         self.looks = {name: {"fill": look.fill, "edge": look.edge, "dash": look.linestyle}
-                      for name, look in looks.items()}
+                      for name, look in LOOKS.items()}
         self.stages = {name: {"status": "pending"} for name in pipeline.graph}
         self.on_msg(self._on_action)
 
-    def show_stale(self) -> None:
+    def show_stale(self, reasons: dict[str, str | None]) -> None:
         """Before a run: draw each stage stale (it would run, and why) or fresh (its result
-        is known), as ``pipeline.stale()`` says."""
-        reasons = self.pipeline.stale()
+        is known), as ``pipeline.stale()`` says in ``reasons``."""
         self.stages = {name: {"status": "stale", "cache": reason} if reason else
                        {"status": "fresh", "cache": "result known: it would be cached"}
                        for name, reason in reasons.items()}

@@ -255,3 +255,18 @@ def test_the_view_and_the_drawing_show_stale_and_fresh_stages_before_a_run(tmp_p
              if patch.get_gid()}
     assert fills == {"first": FRESH.fill, "second": STALE.fill}
     view.close()
+
+
+def test_a_drawing_whose_store_cannot_be_read_says_so_and_draws_plain(tmp_path):
+    from pydags import stage
+    from pydags.store import RedisStore
+
+    @stage
+    def lone():
+        return 1
+
+    unreachable = Pipeline("nowhere", [lone()], store=RedisStore("redis://127.0.0.1:1/0"))
+    with pytest.warns(UserWarning, match="which stages are stale is not shown: ConnectionError"):
+        view = unreachable.widget()
+    assert view.stages == {"lone": {"status": "pending"}}
+    view.close()
