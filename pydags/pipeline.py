@@ -292,6 +292,7 @@ class Pipeline:
         ``on_event``: a function called with every status change.
         Raises ``PipelineError`` when a stage failed, unless ``raise_on_error=False``.
         """
+        __tracebackhide__ = True  # IPython and pytest show the user's frames only
         run = self.prepare(num_cores, executor=executor, raise_on_error=raise_on_error,
                            fail_fast=fail_fast, resume=resume, rerun=rerun, cache=cache,
                            on_event=on_event)

@@ -260,6 +260,7 @@ class Run:
     def start(self, block: bool = True) -> Run:
         """Start a run made by ``Pipeline.prepare()``; with ``block=True`` wait for its end,
         as ``wait()`` does. Returns the run."""
+        __tracebackhide__ = True  # IPython and pytest show the user's frames only
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is None:
             raise RuntimeError(f"this run of {self.pipeline_name!r} was started already; "
@@ -292,6 +293,7 @@ class Run:
 
     def wait(self, timeout: float | None = None) -> Run:
         """Block until the run ends; raises ``PipelineError`` as ``start()`` would."""
+        __tracebackhide__ = True  # IPython and pytest show the user's frames only
         if self._scheduler is not None:
             raise RuntimeError(f"this run of {self.pipeline_name!r} was prepared but not "
                                "started; call run.start()")
@@ -312,6 +314,7 @@ class Run:
 
     def raise_for_failures(self) -> None:
         """Raise ``PipelineError`` if a stage failed."""
+        __tracebackhide__ = True  # IPython and pytest show the user's frames only
         from pydags.errors import PipelineError
 
         failed = self.failed()

@@ -143,3 +143,18 @@ def test_a_cell_run_again_runs_only_what_changed_and_says_why(shell):
     assert run.stage_records["total"].cache == "runs again: upstream `clean` changed"
     shell.run_cell_magic("pydags", "again --no-widget --all", CELL)
     assert set(shell.user_ns["again"].last_run.status.values()) == {StageStatus.DONE}
+
+
+def test_a_failed_run_raises_in_a_cell_without_pydags_frames(shell, capsys):
+    result = shell.run_cell(
+        "from pydags import Pipeline, stage\n"
+        "@stage\n"
+        "def broken():\n"
+        "    raise ValueError('broken on purpose')\n"
+        "Pipeline('frames', [broken()]).start(show=False)\n")
+    assert result.error_in_exec is not None
+    shown = capsys.readouterr().out
+    assert "PipelineError" in shown and "broken on purpose" in shown
+    # IPython always shows the frame that raised; the pydags frames above it it hides
+    assert "pipeline.py" not in shown and "Run.wait" not in shown and "Run.start" not in shown
+    assert shown.count("pydags/run.py") == 1, shown
