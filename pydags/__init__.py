@@ -21,7 +21,7 @@ _EXPORTS = {
     "DAGException": "pydags.errors",
     "StageException": "pydags.errors",
     "Run": "pydags.run",
-    "Event": "pydags.run",
+    "Event": "pydags.records",
     "RedisStage": "pydags.stage",
     "DiskCacheStage": "pydags.stage",
     "DiskStore": "pydags.store",
@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext pydags``: register the ``%%pydags`` and ``%pydags`` magics."""
-    from pydags.magics import PydagsMagics
+    from pydags.views.magics import PydagsMagics
 
     ipython.register_magics(PydagsMagics)
 

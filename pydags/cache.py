@@ -15,15 +15,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydags.fingerprint import NOT_RESULTS, Fingerprint, digest, fingerprints, stable
-from pydags.run import Event, Run
+from pydags.records import Event
 from pydags.stage import Stage
 from pydags.status import StageStatus
 from pydags.store import UnreadableKey
 
 if TYPE_CHECKING:
-    from pydags.items import Items
+    from pydags.core import Plan
     from pydags.mapping import MappedStage
-    from pydags.scheduler import Plan
+    from pydags.run import Run
 
 PREFIX = "pydags-cache"
 
@@ -137,20 +137,19 @@ class CachedItems:
         except Exception:
             return None
 
-    def keep(self, name: str, items: Items, parts: list[range]) -> None:
-        """Store the results of items ``parts`` of ``name``."""
+    def keep(self, name: str, values: list[Any], done: list[int]) -> None:
+        """Store the results of items ``done`` of ``name``."""
         keys = self.keys.get(name)
         if keys is None:
             return
-        for part in parts:
-            for i in part:
-                try:
-                    self.store.set(keys[i], items.values[i])
-                except TypeError as exc:
-                    warnings.warn(f"the items of stage {name!r} are not cached: {exc}",
-                                  stacklevel=2)
-                    del self.keys[name]
-                    return
+        for i in done:
+            try:
+                self.store.set(keys[i], values[i])
+            except TypeError as exc:
+                warnings.warn(f"the items of stage {name!r} are not cached: {exc}",
+                              stacklevel=2)
+                del self.keys[name]
+                return
 
 
 def clear(store: Any, pipeline: str) -> int:

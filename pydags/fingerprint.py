@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from pydags.stage import FunctionStage, Stage, StageFunction, fresh, resolve_arguments
+from pydags.arguments import resolve_arguments
+from pydags.calls import fresh
+from pydags.stage import FunctionStage, Stage, StageFunction
 
 if TYPE_CHECKING:
-    from pydags.scheduler import Plan
+    from pydags.core import Plan
 
 # A stage's own attributes that do not change its result (its code is fingerprinted apart).
 NOT_RESULTS = {"function", "_store", "_store_given", "_call", "_name", "retries",

@@ -13,10 +13,7 @@ from typing import Any
 
 from pydags.executors.batch import BatchResult, place
 from pydags.protocol import StageError
-from pydags.status import StageStatus
-
-STATUSES = list(StageStatus)
-CODE = {status: code for code, status in enumerate(STATUSES)}
+from pydags.status import STATUSES, StageStatus, StatusArray
 
 
 @dataclass(slots=True)
@@ -31,13 +28,12 @@ class ItemAttempt:
     error: str
 
 
-class Items:
-    """Every item of one mapped stage in one run."""
+class Items(StatusArray):
+    """Every item of one mapped stage in one run, as its recorder writes them."""
 
     def __init__(self, count: int):
-        self.count = count
+        super().__init__(count)
         self.values: list[Any] = [None] * count
-        self.status = bytearray([CODE[StageStatus.PENDING]]) * count
         self.start = array("d", bytes(8 * count))
         self.end = array("d", bytes(8 * count))
         self.attempt = array("H", [1]) * count
@@ -46,42 +42,22 @@ class Items:
         self._numbers: dict[str, int] = {"": 0}
         self.errors: dict[int, StageError] = {}
         self.earlier: list[ItemAttempt] = []
-        self.tally = [0] * len(STATUSES)  # items per status code
-        self.tally[CODE[StageStatus.PENDING]] = count
-        self.version = 0  # changes whenever an item does
 
-    def counts(self) -> dict[StageStatus, int]:
-        """How many items are in each status (those with any)."""
-        return {STATUSES[code]: n for code, n in enumerate(self.tally) if n}
+    def copy(self) -> Items:
+        """A copy of the arrays as they are now (the results are not copied: the same)."""
+        other = Items.__new__(Items)
+        other.count, other.status, other.tally = self.count, self.status[:], self.tally[:]
+        other.version, other.values = self.version, self.values
+        other.start, other.end, other.attempt = self.start[:], self.end[:], self.attempt[:]
+        other.worker, other.workers = self.worker[:], self.workers[:]
+        other._numbers, other.errors = dict(self._numbers), dict(self.errors)
+        other.earlier = self.earlier[:]
+        return other
 
     def summary(self) -> str:
         """``25 items: 24 done · 1 failed``."""
         counts = " · ".join(f"{n} {status.value}" for status, n in self.counts().items())
         return f"{self.count} item{'s' * (self.count != 1)}" + (f": {counts}" if counts else "")
-
-    @property
-    def left(self) -> int:
-        """Items not finished yet."""
-        return sum(n for code, n in enumerate(self.tally) if not STATUSES[code].finished)
-
-    def statuses(self) -> list[StageStatus]:
-        """Each item's status."""
-        return [STATUSES[code] for code in self.status]
-
-    def set(self, items: range, status: StageStatus) -> None:
-        """Give ``items`` a new status."""
-        code = CODE[status]
-        tally = self.tally
-        if len(items) > 64:  # count the old ones in C, not one by one
-            part = self.status[items.start:items.stop]
-            for old in set(part):
-                tally[old] -= part.count(old)
-        else:
-            for i in items:
-                tally[self.status[i]] -= 1
-        tally[code] += len(items)
-        self.status[items.start:items.stop] = bytes([code]) * len(items)
-        self.version += 1
 
     def started(self, items: range, worker: str, when: float) -> None:
         """``items`` began on ``worker``."""
@@ -157,12 +133,3 @@ class Items:
                              queued=queued, start=self.start[i], end=self.end[i] or None,
                              error=error.message if error else None, cache=cache, item=i))
         return rows
-
-
-def shown(args: tuple) -> str:
-    """How an error names an item's arguments: their repr, if short."""
-    try:
-        text = repr(args[0]) if len(args) == 1 else repr(args)
-    except Exception:
-        return ""
-    return text if len(text) <= 40 else ""

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from pydags.arguments import stages_in
+from pydags.core import Plan
 from pydags.errors import (  # the last four: where the published pydags 0.1 defined them
     CycleError,
     DAGException,
@@ -21,10 +23,11 @@ from pydags.errors import (  # the last four: where the published pydags 0.1 def
 from pydags.executors import base
 from pydags.executors.base import Executor
 from pydags.mapping import ResumedItems
+from pydags.records import RunOptions
 from pydags.results import Remote
-from pydags.run import Run, RunOptions
-from pydags.scheduler import Plan, Scheduler
-from pydags.stage import FunctionStage, Stage, check_name, check_settings, stages_in
+from pydags.run import Run
+from pydags.scheduler import Scheduler
+from pydags.stage import FunctionStage, Stage, check_name, check_settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -173,8 +176,8 @@ class Pipeline:
         """Draw the DAG left to right with matplotlib; ``status`` (or a run) colours stages.
         ``stale=True`` draws which stages would run (``stale()``) and which are fresh; by
         default it does so in a notebook when no ``status`` is given."""
-        from pydags.display import in_notebook
-        from pydags.draw import Drawing
+        from pydags.views.display import in_notebook
+        from pydags.views.draw import Drawing
 
         drawing = Drawing(self.graph, ax=ax, layout=layout, figsize=figsize)
         if status is not None:
@@ -192,7 +195,7 @@ class Pipeline:
     def widget(self, num_cores: int = 2) -> Any:
         """The live view of this pipeline, to keep: DAG, inspector, timeline, Run all, Run
         stale, Cancel. Before a run it draws which stages are stale (would run) and why."""
-        from pydags.widget import PipelineWidget
+        from pydags.views.widget import PipelineWidget
 
         widget = PipelineWidget(self, num_cores=num_cores)
         if self.last_run is not None:
@@ -243,15 +246,13 @@ class Pipeline:
             reused = found | reused
             known_items.append(caching.CachedItems(self.store, self.name, plan, prints))
         scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=reused,
-                              known_items=known_items)
+                              known_items=known_items, notes=notes)
         options = RunOptions(num_cores=cores if executor is None else 1, executor=executor,
                              raise_on_error=raise_on_error, fail_fast=fail_fast, resume=resume,
                              rerun=(rerun,) if isinstance(rerun, str) else tuple(rerun),
                              cache=cache)
         run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
-                  raise_on_error=raise_on_error, options=options, pipeline=self)
-        for name, note in notes.items():
-            run.stage_records[name].cache = note
+                  options=options, again=_again(self))
         if cache:
             run.subscribe(caching.remember_results(self.store, self.name, run, prints))
         if on_event is not None:
@@ -296,7 +297,7 @@ class Pipeline:
         run = self.prepare(num_cores, executor=executor, raise_on_error=raise_on_error,
                            fail_fast=fail_fast, resume=resume, rerun=rerun, cache=cache,
                            on_event=on_event)
-        from pydags.display import follow
+        from pydags.views.display import follow
 
         follow(self, run, show=show, block=block, num_cores=num_cores)
         return run.start(block=block)
@@ -338,7 +339,13 @@ class Pipeline:
             if feeding:
                 cost[name] = max(cost[name], max(feeding) + 1e-3)
         names = {id(stage): name for name, stage in stages.items()}
-        return Plan(stages, deps, cost, inputs, linked, names)
+        functions: dict[str, Any] = {}
+        for name, stage in stages.items():  # here, on the caller's thread: edited code reloads
+            try:
+                functions[name] = stage.callable()
+            except Exception as exc:  # its edited module no longer imports: the stage fails
+                functions[name] = exc
+        return Plan(stages, deps, cost, inputs, linked, names, functions)
 
     def _connect_stores(self, plan: Plan) -> None:
         """Give class stages without a store the pipeline's; check every store is reachable."""
@@ -421,9 +428,22 @@ class Pipeline:
 
     def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
         """Per stage: seconds in ``before`` and ``after`` and the change, slowest change first."""
-        from pydags.timeline import compare_runs
+        from pydags.views.timeline import compare_runs
 
         return compare_runs(before, after)
+
+
+def _again(pipeline: Pipeline) -> Any:
+    """How a run starts its pipeline again, without keeping the pipeline alive."""
+    ref = weakref.ref(pipeline)
+
+    def again(**options: Any) -> Run:
+        pipeline = ref()
+        if pipeline is None:
+            raise RuntimeError("this run has no pipeline to run again (it was let go)")
+        return pipeline.start(**options)
+
+    return again
 
 
 _WARNED: set[str] = set()  # warnings given once per process

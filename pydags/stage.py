@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import functools
-import importlib
 import inspect
-import linecache
 import math
-import os
-import sys
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from pydags.arguments import Upstream, items_of, mismatch, stages_in
+from pydags.calls import SourceFunction, StageCall, fresh
 from pydags.errors import InvalidStageTypeException, MapError
 
 
@@ -26,7 +22,7 @@ def _refuse_generators(name: str, function: Any) -> None:
                         "return [... for ...] instead of yielding each item")
 
 
-class Stage:
+class Stage(Upstream):
     """A node of a pipeline. Subclass it and implement ``run``.
 
     Arguments given to the constructor reach ``run``; an argument that is itself a
@@ -219,112 +215,13 @@ class FunctionStage(Stage):
         return self._call
 
 
-class StageCall:
-    """A ``@stage`` function on its way to a worker: sent by reference when its module can be
-    imported there, else by value with its file name and source lines, so that tracebacks
-    from the worker still show where the error is."""
-
-    __slots__ = ("_reduced", "by_reference", "function")
-
-    def __init__(self, function: Callable[..., Any], by_reference: bool = True):
-        self.function = function
-        self.by_reference = by_reference
-        self._reduced: tuple | None = None
-
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        return self.function(*args, **kwargs)
-
-    def __reduce__(self) -> tuple:
-        if self._reduced is None:  # the same for every attempt of every stage using it
-            self._reduced = self._reduce()
-        return self._reduced
-
-    def _reduce(self) -> tuple:
-        function = self.function
-        module = sys.modules.get(getattr(function, "__module__", None) or "")
-        importable = (module is not None and module.__name__ != "__main__"
-                      and getattr(module, "__spec__", None) is not None)
-        owner = getattr(module, getattr(function, "__name__", ""), None) if importable else None
-        if self.by_reference and isinstance(owner, StageFunction) and owner.func is function:
-            return _imported_stage, (module.__name__, function.__name__, owner.stamp)
-        code = getattr(function, "__code__", None)
-        if code is None:
-            return _same, (function,)
-        # cloudpickle sends the function by value but names its file "<dynamic-code>"
-        return _located, (function, code.co_filename, *_source_of(code))
-
-
-def _imported_stage(module: str, name: str, stamp: tuple | None) -> Callable[..., Any]:
-    """The stage function ``name`` of ``module`` as the driver has it: the module is
-    imported again if this process has it from another version of its file."""
-    owner = getattr(importlib.import_module(module), name)
-    if stamp is not None and owner.stamp != stamp:
-        owner = getattr(importlib.reload(sys.modules[module]), name)
-    return owner.func
-
-
-def source_stamp(module: Any) -> tuple[int, int] | None:
-    """When a module's file was last changed, and its size (None if it has no file)."""
-    try:
-        found = os.stat(module.__file__)
-    except (AttributeError, TypeError, OSError):
-        return None
-    return found.st_mtime_ns, found.st_size
-
-
-def fresh(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The stage function as its module's file defines it now: a module edited on disk
-    since it was imported is imported again, so every run runs the code on disk."""
-    module = sys.modules.get(getattr(function, "__module__", None) or "")
-    owner = getattr(module, getattr(function, "__name__", ""), None)
-    if (not isinstance(owner, StageFunction) or owner.stamp is None
-            or owner.func.__qualname__ != function.__qualname__):
-        return function
-    if source_stamp(module) != owner.stamp:
-        owner = getattr(importlib.reload(module), function.__name__, None)
-        if not isinstance(owner, StageFunction):
-            return function
-    return owner.func  # the module's current version, also after an earlier reload
-
-
-def _same(function: Callable[..., Any]) -> Callable[..., Any]:
-    return function
-
-
-_LOCATED: set[tuple[str, int]] = set()  # sources this process already registered
-
-
-@functools.lru_cache(maxsize=512)
-def _source_of(code: Any) -> tuple[int, tuple[str, ...]]:
-    """Where a function's source starts in its file, and its lines (none if unknown)."""
-    lines = linecache.getlines(code.co_filename)
-    if not lines:
-        return 0, ()
-    return code.co_firstlineno, tuple(inspect.getblock(lines[code.co_firstlineno - 1:]))
-
-
-def _located(function: Any, filename: str, first: int, block: tuple[str, ...]) -> Any:
-    """The function with its own file name back, and its source lines known to tracebacks."""
-    if block and (filename, first) not in _LOCATED:
-        _LOCATED.add((filename, first))
-        known = list(linecache.cache.get(filename, (0, None, [], filename))[2])
-        known += ["\n"] * (first - 1 + len(block) - len(known))
-        known[first - 1:first - 1 + len(block)] = block
-        linecache.cache[filename] = (sum(map(len, known)), None, known, filename)
-    function.__code__ = function.__code__.replace(co_filename=filename)
-    return function
-
-
-class StageFunction:
+class StageFunction(SourceFunction):
     """What ``@stage`` returns: calling it makes a stage; ``.func`` is the plain function."""
 
     def __init__(self, function: Callable[..., Any], options: dict):
         functools.update_wrapper(self, function)
-        self.func = function
+        super().__init__(function)
         self.stage_options = options
-        module = sys.modules.get(getattr(function, "__module__", None) or "")
-        importable = getattr(module, "__spec__", None) and module.__name__ != "__main__"
-        self.stamp = source_stamp(module) if importable else None  # the file it came from
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> FunctionStage:
         return FunctionStage(self.func, args, kwargs, self.stage_options)
@@ -423,22 +320,6 @@ def _mapping(item: Stage) -> Stage:
     return item
 
 
-def items_of(value: Any, where: str) -> Any:
-    """What a mapped argument maps over: a sequence, or the list of an iterable's items."""
-    if type(value).__name__ == "DataFrame":  # iterating one gives its column names
-        raise MapError(f"{where} is a DataFrame; map over its rows with "
-                        "list(df.itertuples()) or its groups with [g for _, g in "
-                        "df.groupby(key)]")
-    if isinstance(value, (str, bytes, dict, set, frozenset)) or not hasattr(value, "__iter__"):
-        hint = " (map over list(d.items()) for a dict)" if isinstance(value, dict) else ""
-        raise MapError(f"{where} is a {type(value).__name__}, which map() does not go "
-                        f"through item by item; give a list, tuple, range or array{hint} "
-                        "(an argument that goes whole to every item is given by keyword)")
-    if isinstance(value, (list, tuple, range)):
-        return value
-    return list(value)
-
-
 def check_name(name: str) -> None:
     """Refuse a stage name that holds a control character: no drawing, table or terminal
     could show it as written."""
@@ -449,167 +330,11 @@ def check_name(name: str) -> None:
                          "with .named()")
 
 
-def mismatch(lengths: dict[int, int]) -> str:
-    """Mapped arguments' lengths, said as in an error: "argument 0 has 3 items, ..."."""
-    return ", ".join(f"argument {p} has {n} item{'s' * (n != 1)}" for p, n in lengths.items())
-
-
 def check_settings(item: Stage) -> None:
     """Check a stage's retries, retry_delay and timeout, wherever they were set (a class
     stage may set them as class attributes)."""
     _check_options(item.name, dict(retries=item.retries, retry_delay=item.retry_delay,
                                    timeout=item.timeout))
-
-
-def _parts(value: Any, where: str) -> list[Any] | None:
-    """The parts of a container that pydags looks into (and can rebuild with results in
-    place of stages), or None for a value it passes as it is."""
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return list(value)
-    if isinstance(value, dict):
-        for key in value:
-            if isinstance(key, Stage):
-                raise TypeError(f"{where} uses stage {key.name!r} as a dict key; a stage's "
-                                "result can only stand where a value does")
-        return list(value.values())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [getattr(value, f.name) for f in dataclasses.fields(value)]
-    dtype = getattr(value, "dtype", None)
-    if type(value).__module__ == "numpy" and getattr(dtype, "kind", "") == "O":
-        for item in value.flat:
-            if isinstance(item, Stage):
-                raise TypeError(f"{where} holds stage {item.name!r} in a numpy array, which "
-                                "pydags does not look into; pass a list instead")
-    return None
-
-
-def _rebuild(value: Any, parts: list[Any], where: str) -> Any:
-    """``value`` made again with ``parts`` (as ``_parts`` gave them, results in place)."""
-    kind = type(value)
-    if kind in (list, tuple, set, frozenset):
-        return kind(parts)
-    if isinstance(value, tuple) and hasattr(value, "_make"):  # a namedtuple
-        return kind._make(parts)
-    if isinstance(value, dict):
-        pairs = zip(value, parts, strict=True)
-        if isinstance(value, collections.defaultdict):
-            return kind(value.default_factory, pairs)
-        return dict(pairs) if kind is dict else _made(kind, dict(pairs), where)
-    if dataclasses.is_dataclass(value):
-        fields = dataclasses.fields(value)
-        if any(not f.init for f in fields):
-            raise TypeError(f"{where} holds a stage in a {kind.__qualname__} whose fields are "
-                            "not all set by its constructor; pass the stage directly instead")
-        return dataclasses.replace(value, **{f.name: part for f, part in
-                                             zip(fields, parts, strict=True)})
-    return _made(kind, parts, where)
-
-
-def _made(kind: type, parts: Any, where: str) -> Any:
-    try:
-        return kind(parts)
-    except Exception as exc:
-        raise TypeError(f"{where} holds a stage in a {kind.__qualname__}, which pydags cannot "
-                        f"make again with the stage's result ({exc}); use a list, tuple or "
-                        "dict there") from None
-
-
-_PLAIN = {int, float, complex, bool, str, bytes, type(None)}  # never hold a stage
-
-
-def _holding(value: Any, where: str) -> set[int]:
-    """The ids of the containers inside ``value`` that hold a stage, at any depth (walked
-    without recursion, so depth is no limit)."""
-    holding: set[int] = set()
-    on_path: set[int] = set()
-    stack: list[tuple[Any, list[Any] | None]] = [(value, None)]
-    while stack:
-        node, parts = stack[-1]
-        if parts is None:
-            parts = _parts(node, where)
-            if parts is None or id(node) in on_path or (
-                    len(parts) > 16 and set(map(type, parts)) <= _PLAIN):
-                stack.pop()  # nothing to look into (a long list of numbers, say)
-                continue
-            on_path.add(id(node))
-            stack[-1] = (node, parts)
-            stack.extend((part, None) for part in parts
-                         if not isinstance(part, Stage) and id(part) not in holding)
-            continue
-        stack.pop()
-        on_path.discard(id(node))
-        if any(isinstance(part, Stage) or id(part) in holding for part in parts):
-            if any(part is node for part in parts):
-                raise TypeError(f"{where} holds a stage in a container that contains itself; "
-                                "pydags cannot make it again with the stage's result")
-            holding.add(id(node))
-    return holding
-
-
-def _described(args: tuple, kwargs: dict, owner: str) -> Iterator[tuple[str, Any]]:
-    for position, value in enumerate(args):
-        yield f"stage {owner!r}, argument {position}", value
-    for key, value in kwargs.items():
-        yield f"stage {owner!r}, argument {key!r}", value
-
-
-def stages_in(args: tuple, kwargs: dict, owner: str = "?") -> list[Stage]:
-    """The stages inside a stage's arguments: given directly, or inside lists, tuples, sets,
-    dicts (and their subclasses, namedtuples) and dataclasses, at any depth. A stage where
-    pydags could not put its result (a dict key, a numpy array) is an error naming it."""
-    found: dict[int, Stage] = {}
-    for where, value in _described(args, kwargs, owner):
-        if isinstance(value, Stage):
-            found.setdefault(id(value), value)
-            continue
-        holding = _holding(value, where)
-        stack = [value] if id(value) in holding else []
-        while stack:
-            for part in _parts(stack.pop(), where) or ():
-                if isinstance(part, Stage):
-                    found.setdefault(id(part), part)
-                elif id(part) in holding:
-                    stack.append(part)
-    return list(found.values())
-
-
-def resolve(value: Any, results: dict[str, Any], where: str = "an argument",
-            names: dict[int, str] | None = None) -> Any:
-    """``value`` with every stage inside it replaced by its result from ``results``;
-    containers without a stage are passed as they are, not copied. ``names``: each stage's
-    name by id, as a run knew them when it started (a stage renamed since keeps it)."""
-    def result(item: Stage) -> Any:
-        return results[names[id(item)] if names is not None else item.name]
-
-    if isinstance(value, Stage):
-        return result(value)
-    holding = _holding(value, where)
-    if id(value) not in holding:
-        return value
-    built: dict[int, Any] = {}
-    stack: list[tuple[Any, bool]] = [(value, False)]
-    while stack:  # children are rebuilt before the containers holding them
-        node, children_done = stack.pop()
-        parts = _parts(node, where) or []
-        if children_done:
-            built[id(node)] = _rebuild(node, [
-                result(p) if isinstance(p, Stage) else built.get(id(p), p)
-                for p in parts], where)
-            continue
-        stack.append((node, True))
-        stack.extend((p, False) for p in parts if id(p) in holding and id(p) not in built)
-    return built[id(value)]
-
-
-def resolve_arguments(item: Stage, results: dict[str, Any],
-                      names: dict[int, str] | None = None) -> tuple[tuple, dict]:
-    """The stage's arguments with every stage inside replaced by its result (``names``:
-    as for ``resolve``)."""
-    args, kwargs = item.arguments
-    return (tuple(resolve(v, results, f"stage {item.name!r}, argument {i}", names)
-                  for i, v in enumerate(args)),
-            {k: resolve(v, results, f"stage {item.name!r}, argument {k!r}", names)
-             for k, v in kwargs.items()})
 
 
 class _StoreStage(Stage):

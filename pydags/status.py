@@ -44,6 +44,52 @@ FINISHED = frozenset(
 )
 
 
+STATUSES = list(StageStatus)
+CODE = {status: code for code, status in enumerate(STATUSES)}  # one byte per item's status
+UNFINISHED = frozenset(CODE[s] for s in StageStatus if not s.finished)
+SUCCEEDED = frozenset({CODE[StageStatus.DONE], CODE[StageStatus.CACHED]})
+
+
+class StatusArray:
+    """The statuses of many items (a map may have 100,000), one byte each, with a tally per
+    status kept as they change, a ``range`` of items at a time."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.status = bytearray([CODE[StageStatus.PENDING]]) * count
+        self.tally = [0] * len(STATUSES)  # items per status code
+        self.tally[CODE[StageStatus.PENDING]] = count
+        self.version = 0  # changes whenever an item does
+
+    def set(self, items: range, status: StageStatus) -> None:
+        """Give ``items`` a new status."""
+        code = CODE[status]
+        tally = self.tally
+        if len(items) > 64:  # count the old ones in C, not one by one
+            part = self.status[items.start:items.stop]
+            for old in set(part):
+                tally[old] -= part.count(old)
+        else:
+            for i in items:
+                tally[self.status[i]] -= 1
+        tally[code] += len(items)
+        self.status[items.start:items.stop] = bytes([code]) * len(items)
+        self.version += 1
+
+    def counts(self) -> dict[StageStatus, int]:
+        """How many items are in each status (those with any)."""
+        return {STATUSES[code]: n for code, n in enumerate(self.tally) if n}
+
+    @property
+    def left(self) -> int:
+        """Items not finished yet."""
+        return sum(n for code, n in enumerate(self.tally) if code in UNFINISHED)
+
+    def statuses(self) -> list[StageStatus]:
+        """Each item's status."""
+        return [STATUSES[code] for code in self.status]
+
+
 @dataclass(frozen=True)
 class Look:
     """How one status is drawn: fill, border, border style and hatch."""

@@ -32,7 +32,7 @@ bad = Pipeline("bad").add_stages(broken(load()))
 
 
 def pydags(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pydags.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pydags.views.cli", *args], capture_output=True,
                           text=True, timeout=120, cwd=cwd)
 
 
@@ -93,7 +93,7 @@ def test_run_with_cache_says_why_each_stage_ran_or_was_reused(script, tmp_path):
     env = dict(os.environ, PYDAGS_STORE=str(tmp_path / "store"), COLUMNS="200")
 
     def run_it():
-        return subprocess.run([sys.executable, "-m", "pydags.cli", "run", str(script),
+        return subprocess.run([sys.executable, "-m", "pydags.views.cli", "run", str(script),
                                "--cache"], capture_output=True, text=True, timeout=120,
                               env=env)
 
@@ -137,7 +137,7 @@ def lookup(x, key="k"):
 
 marked = Pipeline("marked").add_stages(lookup(load()).named("[bold]loud[/bold]"))
 """)
-    result = subprocess.run([sys.executable, "-m", "pydags.cli", "run", f"{path}:marked"],
+    result = subprocess.run([sys.executable, "-m", "pydags.views.cli", "run", f"{path}:marked"],
                             capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, COLUMNS="200"))
     assert result.returncode == 1, result.stderr
@@ -152,7 +152,8 @@ def test_a_dry_run_says_what_would_run_and_why_and_runs_nothing(script, tmp_path
     env = dict(os.environ, PYDAGS_STORE=str(tmp_path / "store"), COLUMNS="200")
 
     def command(*extra):
-        return subprocess.run([sys.executable, "-m", "pydags.cli", "run", str(script), *extra],
+        return subprocess.run([sys.executable, "-m", "pydags.views.cli", "run", str(script),
+                               *extra],
                               capture_output=True, text=True, timeout=120, env=env)
 
     before = command("--dry-run")

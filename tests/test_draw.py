@@ -10,11 +10,11 @@ from matplotlib.colors import to_hex
 from matplotlib.testing.compare import compare_images
 
 from pydags import StageStatus
-from pydags.draw import Drawing, wrap_label
 from pydags.examples import tutorial
 from pydags.pipeline import Pipeline
 from pydags.stage import stage
 from pydags.status import PALETTE
+from pydags.views.draw import Drawing, wrap_label
 
 BASELINE = __import__("pathlib").Path(__file__).parent / "baseline"
 

@@ -10,10 +10,11 @@ from test_draw import BASELINE
 
 from pydags.examples import tutorial
 from pydags.pipeline import Pipeline
-from pydags.run import Attempt, Run
+from pydags.records import Attempt
+from pydags.run import Run
 from pydags.stage import stage
 from pydags.status import StageStatus
-from pydags.timeline import critical_path, figures
+from pydags.views.timeline import critical_path, figures
 
 
 def synthetic_run() -> Run:

@@ -128,9 +128,9 @@ def test_the_static_form_shows_the_final_dag_and_a_row_per_stage():
 
 
 def test_repeated_runs_leave_no_more_live_widgets_than_one(monkeypatch):
-    import pydags.display
+    import pydags.views.display
 
-    monkeypatch.setattr(pydags.display, "in_notebook", lambda: True)
+    monkeypatch.setattr(pydags.views.display, "in_notebook", lambda: True)
     shown = []
     monkeypatch.setattr("IPython.display.display",
                         lambda *a, **k: shown.append(a) or _FakeHandle())

@@ -10,7 +10,7 @@ import argparse
 import time
 
 from pydags.pipeline import Pipeline
-from pydags.run import Event
+from pydags.records import Event
 from pydags.stage import stage
 
 PAUSE = 0.5

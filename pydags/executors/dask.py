@@ -26,11 +26,11 @@ from typing import Any
 
 import cloudpickle
 
+from pydags.calls import StageCall
 from pydags.executors.attempt import execute
 from pydags.executors.base import Executor
 from pydags.executors.batch import BatchResult, ItemBatch, place, sendable
 from pydags.protocol import ErrorKind, Job, Outcome, StageError, Started
-from pydags.stage import StageCall
 
 try:
     from dask._task_spec import Task, TaskRef, parse_input

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
+from pydags.calls import StageCall
 from pydags.executors import buffers, kept, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor
 from pydags.executors.worker import CONTEXT, OUTPUT, STARTED, SentFunction, context
 from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started
-from pydags.stage import StageCall
 
 if TYPE_CHECKING:
     from pydags.results import Results

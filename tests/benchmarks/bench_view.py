@@ -15,7 +15,7 @@ import time
 from bench_scheduler import random_parents
 
 from pydags import Pipeline, stage
-from pydags.widget import PipelineWidget
+from pydags.views.widget import PipelineWidget
 
 
 def nap(*_):

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pydags.draw import InlineFigure
 from pydags.status import PALETTE, StageStatus
+from pydags.views.draw import InlineFigure
 
 if TYPE_CHECKING:
     from pydags.run import Run

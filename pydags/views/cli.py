@@ -108,7 +108,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     with live:
         run.start(block=False).wait()
     console.print(summary_table(run))
-    from pydags.timeline import efficiency_summary
+    from pydags.views.timeline import efficiency_summary
 
     console.print(efficiency_summary(run))
     for name in run.failed():

@@ -8,7 +8,7 @@ while a blocking run keeps the kernel busy: the kernel can send while it cannot 
 Pushes are batched on a thread of their own, so the scheduler never waits for the view.
 
 When a run started with the view shown ends, the view's output becomes the run's static
-report (``pydags.report``): a saved or exported notebook shows the final DAG with no
+report (``pydags.views.report``): a saved or exported notebook shows the final DAG with no
 kernel and no widget state, and the widget's models are closed.
 """
 
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from pydags.draw import Drawing
-from pydags.items import CODE, STATUSES
-from pydags.report import run_html
-from pydags.run import Event, Run
-from pydags.status import LOOKS, StageStatus
-from pydags.timeline import bars
+from pydags.records import Event
+from pydags.run import Run
+from pydags.status import CODE, LOOKS, STATUSES, StageStatus
+from pydags.views.draw import Drawing
+from pydags.views.report import run_html
+from pydags.views.timeline import bars
 
 if TYPE_CHECKING:
     from pydags.pipeline import Pipeline

@@ -7,7 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from pydags.executors.base import THIS_PROCESS
-from pydags.run import Event, Run
+from pydags.records import Event
+from pydags.run import Run
 from pydags.status import StageStatus
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ def follow(pipeline: Pipeline, run: Run, *, show: bool | None, block: bool,
     """Attach the live view (``show``, by default in a notebook) or, for a blocking run,
     echo what worker stages print; returns the view, if any."""
     if show or (show is None and in_notebook()):
-        from pydags.widget import PipelineWidget
+        from pydags.views.widget import PipelineWidget
 
         view = PipelineWidget(pipeline, num_cores=num_cores)
         view.blocking = block  # the kernel hears no click until the run ends

@@ -11,13 +11,14 @@ import base64
 import html
 from typing import TYPE_CHECKING
 
-from pydags.draw import Drawing
 from pydags.status import PALETTE, StageStatus
+from pydags.views.draw import Drawing
 
 if TYPE_CHECKING:
     import networkx as nx
 
-    from pydags.run import Run, StageRecord
+    from pydags.records import StageRecord
+    from pydags.run import Run
 
 OUTPUT_SHOWN = 20_000  # characters of a stage's output kept in the page
 
