@@ -8,22 +8,18 @@ say why: which function, global, argument or upstream stage changed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydags.fingerprint import NOT_RESULTS, Fingerprint, digest, fingerprints, stable
-from pydags.records import Event
+from pydags.fingerprint import Fingerprint, digest, fingerprints, stable
 from pydags.stage import Stage
-from pydags.status import StageStatus
 from pydags.store import UnreadableKey
 
 if TYPE_CHECKING:
     from pydags.core import Plan
     from pydags.mapping import MappedStage
-    from pydags.run import Run
 
 PREFIX = "pydags-cache"
 
@@ -78,30 +74,15 @@ def why(fingerprint: Fingerprint, before: dict[str, Any], rerun: set[str]) -> st
     return fingerprint.change_from(before, rerun)
 
 
-def remember_results(store: Any, pipeline: str, run: Run, prints: dict[str, Fingerprint]):
-    """A subscriber that stores each DONE stage's result under its fingerprint."""
-
-    def remember(event: Event) -> None:
-        fingerprint = prints.get(event.stage)
-        if event.status is not StageStatus.DONE or fingerprint is None:
-            return
-        try:
-            store.set(key(pipeline, event.stage, fingerprint.digest), run.results[event.stage])
-        except TypeError as exc:
-            warnings.warn(f"stage {event.stage!r} was not cached: {exc}", stacklevel=2)
-            return
-        store.set(key(pipeline, event.stage, "last"), dataclasses.asdict(fingerprint))
-
-    return remember
-
-
 class CachedItems:
     """The results of mapped stages' items, kept under a fingerprint of their own: the
     stage's code, keyword arguments and settings, and the item's arguments. When a map's
     list changes, only its new or changed items run."""
 
-    def __init__(self, store: Any, pipeline: str, plan: Plan, prints: dict[str, Fingerprint]):
+    def __init__(self, store: Any, pipeline: str, plan: Plan, prints: dict[str, Fingerprint],
+                 write: Callable[[Callable[[], None]], None] | None = None):
         self.store, self.pipeline, self.plan, self.prints = store, pipeline, plan, prints
+        self.write = write or (lambda work: work())  # where the writes are done
         self.keys: dict[str, list[str]] = {}  # mapped stage -> each item's key
 
     def find(self, name: str, mapped: MappedStage, count: int) -> dict[int, Any]:
@@ -130,7 +111,7 @@ class CachedItems:
             return None  # a map over another map's items: only the whole stage is cached
         stage = self.plan.stages[name]
         try:
-            state = {k: v for k, v in stage.__getstate__().items() if k not in NOT_RESULTS}
+            state = stage.declared()
             common = fingerprint.code.encode() + stable((kwargs, state))
             return [key(self.pipeline, name, "item-" + digest(
                 common + stable(arguments(i)))[:32]) for i in range(count)]
@@ -138,13 +119,16 @@ class CachedItems:
             return None
 
     def keep(self, name: str, values: list[Any], done: list[int]) -> None:
-        """Store the results of items ``done`` of ``name``."""
+        """Store the results of items ``done`` of ``name`` (off the scheduler's thread)."""
+        if name in self.keys:
+            pairs = [(i, values[i]) for i in done]
+            self.write(lambda: self._store(name, pairs))
+
+    def _store(self, name: str, pairs: list[tuple[int, Any]]) -> None:
         keys = self.keys.get(name)
-        if keys is None:
-            return
-        for i in done:
+        for i, value in pairs if keys is not None else ():
             try:
-                self.store.set(keys[i], values[i])
+                self.store.set(keys[i], value)
             except TypeError as exc:
                 warnings.warn(f"the items of stage {name!r} are not cached: {exc}",
                               stacklevel=2)
@@ -160,10 +144,11 @@ def clear(store: Any, pipeline: str) -> int:
     return sum(1 for name in names if not name.endswith("/last"))
 
 
-def stale(pipeline: str, plan: Plan, store: Any, ran: Run | None = None) -> dict[str, str | None]:
+def stale(pipeline: str, plan: Plan, store: Any, ran: frozenset[str] = frozenset(),
+          ) -> dict[str, str | None]:
     """For every stage of ``plan``: None when its result for the current code and inputs is
-    stored, else why it would run (``ran``: the pipeline's last run in this session, if
-    any). Loads no result and runs no stage."""
+    stored, else why it would run (``ran``: the stages that succeeded in the pipeline's last
+    run in this session). Loads no result and runs no stage."""
     prints = fingerprints(plan)
     items = CachedItems(store, pipeline, plan, prints)
     reasons: dict[str, str | None] = {}
@@ -182,7 +167,7 @@ def stale(pipeline: str, plan: Plan, store: Any, ran: Run | None = None) -> dict
         before = last(store, pipeline, name)
         if before is not None:
             reason = why(fingerprint, before, running)
-        elif ran is not None and ran.status.get(name, StageStatus.PENDING).succeeded:
+        elif name in ran:
             reason = "its last result was not kept (start it with cache=True to keep it)"
         else:
             reason = "never run"

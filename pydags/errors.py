@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pydags.run import Run
+from typing import Any
 
 
 class PipelineError(Exception):
     """Stages failed. ``.run`` is the run result; ``.failed`` names the failed stages."""
 
-    def __init__(self, run: Run, failed: list[str]):
+    def __init__(self, run: Any, failed: list[str]):  # a ``pydags.run.Run``: errors come first
         self.run = run
         self.failed = failed
         first = run.stage_records[failed[0]].error

@@ -30,14 +30,12 @@ import cloudpickle
 
 from pydags.arguments import resolve_arguments
 from pydags.calls import fresh
-from pydags.stage import FunctionStage, Stage, StageFunction
+from pydags.stage import FunctionStage, Stage, StageFunction, unwrapped
 
 if TYPE_CHECKING:
     from pydags.core import Plan
 
 # A stage's own attributes that do not change its result (its code is fingerprinted apart).
-NOT_RESULTS = {"function", "_store", "_store_given", "_call", "_name", "retries",
-               "retry_delay", "timeout"}
 _LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib",
                                                       "platlib")})
 SHOWN = 40  # characters of a value's repr said in a reason
@@ -165,11 +163,9 @@ def _given(stage: Stage, upstream: dict[str, Upstream]) -> dict[str, Any]:
         bound = binding.arguments
     except (TypeError, ValueError):
         bound = {**{f"argument {i}": v for i, v in enumerate(args)}, **kwargs}
-    state = {f"attribute {k}": v for k, v in stage.__getstate__().items()
-             if k not in NOT_RESULTS and not k.startswith("_")}
-    private = {k: v for k, v in stage.__getstate__().items()
-               if k not in NOT_RESULTS and k.startswith("_") and k not in ("_args", "_kwargs",
-                                                                          "_after", "_pipelines")}
+    declared = stage.declared()
+    state = {f"attribute {k}": v for k, v in declared.items() if not k.startswith("_")}
+    private = {k: v for k, v in declared.items() if k.startswith("_")}
     return {**bound, **state, **({"private state": private} if private else {})}
 
 
@@ -251,7 +247,8 @@ class Reach:
             self.seen.add(id(value))
             own = self._source(value)
             self.functions[_qualified(value)] = digest(own)
-            methods = [v for v in vars(value).values() if isinstance(v, types.FunctionType)]
+            methods = [unwrapped(v) for v in vars(value).values()
+                       if isinstance(v, types.FunctionType)]
             return own + b"".join(self.code(m) for m in methods)
         try:
             found = stable(value)

@@ -22,9 +22,8 @@ from pydags.errors import (  # the last four: where the published pydags 0.1 def
 )
 from pydags.executors import base
 from pydags.executors.base import Executor
-from pydags.mapping import ResumedItems
+from pydags.known import known
 from pydags.records import RunOptions
-from pydags.results import Remote
 from pydags.run import Run
 from pydags.scheduler import Scheduler
 from pydags.stage import FunctionStage, Stage, check_name, check_settings
@@ -234,27 +233,16 @@ class Pipeline:
         plan = self._plan()
         self._connect_stores(plan)
         chosen = self._executor(executor, cores, plan)
-        reused, known_items = self._resumed(plan, rerun) if resume else ({}, [])
-        notes: dict[str, str] = {}
-        if cache:
-            from pydags import cache as caching
-            from pydags.fingerprint import fingerprints
-
-            self.store.check()
-            prints = fingerprints(plan)
-            found, notes = caching.cached_results(self.store, self.name, prints)
-            reused = found | reused
-            known_items.append(caching.CachedItems(self.store, self.name, plan, prints))
-        scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=reused,
-                              known_items=known_items, notes=notes)
+        start = known(self.name, plan, self.store if cache else None, last=self.last_run,
+                      resume=resume, rerun=rerun, cache=cache)
+        scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=start.results,
+                              known_items=start.items, keeper=start.keeper)
         options = RunOptions(num_cores=cores if executor is None else 1, executor=executor,
                              raise_on_error=raise_on_error, fail_fast=fail_fast, resume=resume,
                              rerun=(rerun,) if isinstance(rerun, str) else tuple(rerun),
                              cache=cache)
         run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
-                  options=options, again=_again(self))
-        if cache:
-            run.subscribe(caching.remember_results(self.store, self.name, run, prints))
+                  options=options, again=_again(self), notes=start.notes)
         if on_event is not None:
             run.subscribe(on_event)
         finished = [old for old in self.runs if old.done()]  # a run going on keeps its own
@@ -366,7 +354,9 @@ class Pipeline:
         Loads no result and runs no stage."""
         from pydags.cache import stale
 
-        return stale(self.name, self._plan(), self.store, self.last_run)
+        last = self.last_run
+        ran = frozenset(n for n, s in last.status.items() if s.succeeded) if last else frozenset()
+        return stale(self.name, self._plan(), self.store, ran)
 
     def _stale_or_warn(self) -> dict[str, str | None] | None:
         """``stale()`` for a drawing, which goes on without it (with a warning saying why)
@@ -405,32 +395,11 @@ class Pipeline:
         _warn_beyond_cores(workers)
         return ProcessExecutor(workers)
 
-    def _resumed(self, plan: Plan, rerun: Iterable[str] = (),
-                 ) -> tuple[dict[str, Any], list[ResumedItems]]:
-        """The results of the stages that succeeded in the last run, but the ``rerun``
-        stages and those below them, and of the items that succeeded in maps that did not."""
-        last = self.last_run
-        if last is None:
-            raise ValueError(f"resume=True: pipeline {self.name!r} has no earlier run "
-                             "in this session; start it once first")
-        again: set[str] = set()
-        for name in [rerun] if isinstance(rerun, str) else rerun:
-            if name not in plan.stages:
-                raise ValueError(f"rerun: pipeline {self.name!r} has no stage {name!r}")
-            again |= {name} | nx.descendants(self.graph, name)
-        results = last.results
-        held = {n: results.held(n) for n, s in last.status.items()
-                if s.succeeded and n in plan.stages and n in results and n not in again}
-        reused = {n: v for n, v in held.items() if not (isinstance(v, Remote) and v.lost)}
-        items = {n: i for n, i in last.items.items()
-                 if n in plan.linked and n not in reused and n not in again}
-        return reused, [ResumedItems(items)]
-
     def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
         """Per stage: seconds in ``before`` and ``after`` and the change, slowest change first."""
         from pydags.views.timeline import compare_runs
 
-        return compare_runs(before, after)
+        return compare_runs(before.snapshot(), after.snapshot())
 
 
 def _again(pipeline: Pipeline) -> Any:

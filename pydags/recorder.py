@@ -20,7 +20,7 @@ from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.batch import BatchResult
 from pydags.items import Items
 from pydags.protocol import Outcome, StageError
-from pydags.records import Attempt, Event, StageRecord
+from pydags.records import Attempt, Event, Reading, StageRecord
 from pydags.results import Results
 from pydags.status import StageStatus
 
@@ -30,28 +30,34 @@ OutputSubscriber = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """A run as it was at one moment: copies, safe to read on any thread."""
+class Snapshot(Reading):
+    """A run as it was at one moment: copies of its records and items, safe to read on any
+    thread while the run goes on. What every front end draws from."""
 
-    records: dict[str, StageRecord]
+    pipeline_name: str
+    dependencies: dict[str, set[str]]
+    stage_records: dict[str, StageRecord]
     items: dict[str, Items]
+    results: Results  # the run's own (not copied); empty once it let them go
     started: float | None
     ended: float | None
 
-    def counts(self) -> dict[StageStatus, int]:
-        """How many stages are in each status."""
-        counts = dict.fromkeys(StageStatus, 0)
-        for record in self.records.values():
-            counts[record.status] += 1
-        return counts
+    def _now(self) -> float:
+        return self.taken
+
+    taken: float = 0.0  # when this was taken
 
 
 class Recorder:
     """Everything one run knows, written as it goes."""
 
-    def __init__(self, stages: list[str]):
+    def __init__(self, pipeline: str, stages: list[str], dependencies: dict[str, set[str]],
+                 notes: dict[str, str] | None = None):
+        self.pipeline, self.dependencies = pipeline, dependencies
         self.lock = threading.RLock()
         self.records = {name: StageRecord(name) for name in stages}
+        for name, note in (notes or {}).items():  # with the cache: found, or why it runs
+            self.records[name].cache = note
         self.items: dict[str, Items] = {}  # mapped stage -> its items, once it has them
         self.results = Results()
         self.left = len(stages)  # stages not finished yet
@@ -82,9 +88,10 @@ class Recorder:
     def snapshot(self) -> Snapshot:
         """The run as it is now, copied under the lock."""
         with self.lock:
-            return Snapshot({n: r.copy() for n, r in self.records.items()},
+            return Snapshot(self.pipeline, self.dependencies,
+                            {n: r.copy() for n, r in self.records.items()},
                             {n: i.copy() for n, i in self.items.items()},
-                            self.started, self.ended)
+                            self.results, self.started, self.ended, time.time())
 
     # --- the run --------------------------------------------------------------------------
     def mark_started(self) -> None:
@@ -101,11 +108,6 @@ class Recorder:
                       self._on_item):  # they often hold the run: let it go with its results
             hooks.clear()
         self.finished.set()
-
-    def note(self, name: str, cache: str) -> None:
-        """Whether stage ``name``'s result was found in the cache, or why it runs again."""
-        with self.lock:
-            self.records[name].cache = cache
 
     def drop_results(self) -> None:
         """Let the results go (statuses, times and outputs stay)."""

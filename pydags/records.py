@@ -4,6 +4,7 @@ front end reads them."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -64,6 +65,66 @@ class StageRecord:
                            self.worker, self.output, self.error,
                            [Attempt(a.number, a.worker, a.start, a.end, a.status, a.error)
                             for a in self.attempts], self.cache)
+
+
+class Reading:
+    """What a run and a snapshot of one both tell, read off their ``stage_records``."""
+
+    stage_records: dict[str, StageRecord]
+    started: float | None
+    ended: float | None
+
+    def _now(self) -> float:
+        return time.time()
+
+    @property
+    def status(self) -> dict[str, StageStatus]:
+        """Stage name to its status."""
+        return {name: rec.status for name, rec in self.stage_records.items()}
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Failed stage name to the formatted traceback (or message) of its error."""
+        return {n: str(r.error) for n, r in self.stage_records.items() if r.error is not None}
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """Stage name to what it printed (stdout and stderr)."""
+        return {n: r.output for n, r in self.stage_records.items() if r.output}
+
+    @property
+    def durations(self) -> dict[str, float]:
+        """Stage name to seconds of its last attempt, for stages that ran."""
+        return {n: d for n, r in self.stage_records.items() if (d := r.duration) is not None}
+
+    @property
+    def ok(self) -> bool:
+        """True when every stage is DONE or CACHED."""
+        return all(rec.status.succeeded for rec in self.stage_records.values())
+
+    @property
+    def wall_time(self) -> float | None:
+        """Seconds from the start of the run to its end (or to now while it runs)."""
+        if self.started is None:
+            return None
+        return (self.ended or self._now()) - self.started
+
+    def counts(self) -> dict[StageStatus, int]:
+        """How many stages are in each status."""
+        counts = dict.fromkeys(StageStatus, 0)
+        for rec in self.stage_records.values():
+            counts[rec.status] += 1
+        return counts
+
+    def failed(self) -> list[str]:
+        """Names of the FAILED stages, in the order they failed."""
+        failed = [r for r in self.stage_records.values() if r.status is StageStatus.FAILED]
+        return [r.name for r in sorted(failed, key=lambda r: r.end or 0.0)]
+
+    @property
+    def summary(self) -> str:
+        """``4/6 done · 1 failed · 2 cached``."""
+        return summary(self.counts(), len(self.stage_records))
 
 
 @dataclass(frozen=True)

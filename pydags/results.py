@@ -16,6 +16,11 @@ class Remote:
     def value(self) -> Any:
         raise NotImplementedError
 
+    def store_in(self, store: Any, key: str) -> None:
+        """Write the result to ``store`` under ``key`` (here, unless it can be written where
+        it is)."""
+        store.set(key, self.value())
+
 
 class Results(dict):
     """Stage name to result, like a dict; a result still in its worker is fetched the first

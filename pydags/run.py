@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from contextvars import copy_context
@@ -15,16 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydags.items import Items
 from pydags.recorder import OutputSubscriber, Recorder, RunSubscriber, Snapshot, Subscriber
-from pydags.records import RunOptions, StageRecord
+from pydags.records import Reading, RunOptions, StageRecord
 from pydags.results import Results
-from pydags.status import StageStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from pydags.scheduler import Scheduler
 
-class Run:
+class Run(Reading):
     """A run of a pipeline: its result, and while it goes on, a handle to ``wait`` or ``cancel``.
 
     ``Pipeline.start()`` returns one; ``Pipeline.prepare()`` returns one not started yet, to
@@ -33,11 +31,11 @@ class Run:
 
     def __init__(self, pipeline_name: str, stages: list[str], dependencies: dict[str, set[str]],
                  *, scheduler: Scheduler | None = None, options: RunOptions | None = None,
-                 again: Callable[..., Run] | None = None):
+                 again: Callable[..., Run] | None = None, notes: dict[str, str] | None = None):
         self.pipeline_name = pipeline_name
         self.options = options or RunOptions()
         self.dependencies = dependencies
-        self._recorder = Recorder(stages)
+        self._recorder = Recorder(pipeline_name, stages, dependencies, notes)
         self._recorder.run = weakref.ref(self)
         self._dropped: str | None = None  # why the results are gone, once they are
         self._scheduler = scheduler
@@ -82,11 +80,6 @@ class Run:
         return self._recorder.snapshot()
 
     @property
-    def status(self) -> dict[str, StageStatus]:
-        """Stage name to its status."""
-        return {name: rec.status for name, rec in self.stage_records.items()}
-
-    @property
     def results(self) -> Results:
         """Stage name to its return value (stages DONE or CACHED; for a mapped stage, the
         list of its items' results, in order). A big result may still be in the worker
@@ -101,45 +94,6 @@ class Run:
         if self._dropped is None:
             self._dropped = why
             self._recorder.drop_results()
-
-    @property
-    def errors(self) -> dict[str, str]:
-        """Failed stage name to the formatted traceback (or message) of its error."""
-        return {n: str(r.error) for n, r in self.stage_records.items() if r.error is not None}
-
-    @property
-    def outputs(self) -> dict[str, str]:
-        """Stage name to what it printed (stdout and stderr)."""
-        return {n: r.output for n, r in self.stage_records.items() if r.output}
-
-    @property
-    def durations(self) -> dict[str, float]:
-        """Stage name to seconds of its last attempt, for stages that ran."""
-        return {n: d for n, r in self.stage_records.items() if (d := r.duration) is not None}
-
-    @property
-    def ok(self) -> bool:
-        """True when every stage is DONE or CACHED."""
-        return all(rec.status.succeeded for rec in self.stage_records.values())
-
-    @property
-    def wall_time(self) -> float | None:
-        """Seconds from the start of the run to its end (or to now while it runs)."""
-        if self.started is None:
-            return None
-        return (self.ended or time.time()) - self.started
-
-    def counts(self) -> dict[StageStatus, int]:
-        """How many stages are in each status."""
-        counts = dict.fromkeys(StageStatus, 0)
-        for rec in self.stage_records.values():
-            counts[rec.status] += 1
-        return counts
-
-    def failed(self) -> list[str]:
-        """Names of the FAILED stages, in the order they failed."""
-        failed = [r for r in self.stage_records.values() if r.status is StageStatus.FAILED]
-        return [r.name for r in sorted(failed, key=lambda r: r.end or 0.0)]
 
     def records(self) -> list[dict[str, Any]]:
         """One plain dict per stage attempt (per item attempt for a mapped stage, with its
@@ -172,13 +126,13 @@ class Run:
         graph = nx.DiGraph()
         graph.add_nodes_from((name, {"mapped": name in self.items}) for name in self.stage_records)
         graph.add_edges_from((d, n) for n, deps in self.dependencies.items() for d in deps)
-        return run_html(graph, self)
+        return run_html(graph, self.snapshot())
 
     def timeline(self, ax: Any = None) -> Figure:
         """A Gantt chart of the run: one row per worker, one bar per stage attempt."""
         from pydags.views.timeline import draw_timeline
 
-        return draw_timeline(self, ax=ax)
+        return draw_timeline(self.snapshot(), ax=ax)
 
     # --- the handle ----------------------------------------------------------
     def again(self, *, block: bool = True, show: bool | None = None, **changes: Any) -> Run:

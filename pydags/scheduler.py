@@ -29,6 +29,7 @@ from pydags.core import Core, Expand, Hand, ItemStatus, Plan, Status, Withdraw
 from pydags.errors import LostResult, MapError
 from pydags.executors.attempt import error_from_exception
 from pydags.executors.base import Executor
+from pydags.known import Keeper
 from pydags.mapping import MappedStage, shown
 from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started
 from pydags.recorder import Recorder
@@ -45,9 +46,8 @@ class Scheduler:
 
     def __init__(self, plan: Plan, executor: Executor, *, fail_fast: bool = False,
                  cached: dict[str, Any] | None = None, known_items: list[Any] = (),
-                 notes: dict[str, str] | None = None):
-        self.plan, self.executor = plan, executor
-        self.notes = notes or {}  # with the cache: whether each stage was found, or why not
+                 keeper: Keeper | None = None):
+        self.plan, self.executor, self.keeper = plan, executor, keeper
         self.cached = cached or {}
         self.known_items = list(known_items)  # where items' results known already are kept
         self.core = Core(plan, capacity=executor.capacity, parallelism=executor.parallelism,
@@ -77,6 +77,8 @@ class Scheduler:
                 raise
             finally:
                 presses.cleaning = True
+                if self.keeper is not None:  # before the workers keeping results stop
+                    self.keeper.close()
                 self.executor.shutdown()
                 recorder.mark_finished(interrupted)
         if presses.count and interrupted is None:  # pressed while the run was ending
@@ -103,8 +105,6 @@ class Scheduler:
             self._apply()
 
     def _begin(self) -> None:
-        for name, note in self.notes.items():
-            self.recorder.note(name, note)
         for name, value in self.cached.items():
             self.results[name] = value
             self.recorder.known(name, value)
@@ -145,6 +145,8 @@ class Scheduler:
         if status is StageStatus.DONE and name in self.maps:
             self.results[name] = self.values[name]
             self.recorder.known(name, self.values[name])
+        if status is StageStatus.DONE and self.keeper is not None:
+            self.keeper.keep(name, self.results.held(name))
         self.recorder.status(name, status, attempt=decision.attempt, worker=decision.worker,
                              error=decision.error)
 

@@ -44,11 +44,20 @@ class Stage(Upstream):
         self._store: Any = None
         self._store_given = False  # True for a store of its own, not its pipeline's
         self._pipelines: list[Any] = []  # weak references to the pipelines holding it
+        self._declared: frozenset[str] = frozenset()  # attributes its __init__ set
         return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _refuse_generators(cls.__name__, cls.__dict__.get("run"))
+        init = cls.__dict__.get("__init__")
+        if init is not None and cls.__module__ != __name__:
+            cls.__init__ = _declaring(init)
+
+    def declared(self) -> dict[str, Any]:
+        """The attributes its class's ``__init__`` set: with its arguments, what its result
+        depends on (and so what its cache key reads)."""
+        return {k: self.__dict__[k] for k in sorted(self._declared) if k in self.__dict__}
 
     def __init__(self, /, *args: Any, **kwargs: Any) -> None:
         self._args, self._kwargs = args, kwargs
@@ -184,6 +193,23 @@ class Stage(Upstream):
     def __repr__(self) -> str:
         deps = ", ".join(d.name for d in self.dependencies)
         return f"<{type(self).__name__} {self.name!r}" + (f" after {deps}>" if deps else ">")
+
+
+def _declaring(init: Callable[..., None]) -> Callable[..., None]:
+    """A class stage's ``__init__`` that notes which attributes it sets."""
+    @functools.wraps(init)
+    def __init__(self: Stage, /, *args: Any, **kwargs: Any) -> None:
+        before = set(self.__dict__)
+        init(self, *args, **kwargs)
+        self._declared |= set(self.__dict__) - before - {"_args", "_kwargs"}
+
+    __init__.declaring = True  # type: ignore[attr-defined]  # fingerprints read ``init``
+    return __init__
+
+
+def unwrapped(method: Any) -> Any:
+    """A class stage's method as its class defines it (``__init__`` without ``_declaring``)."""
+    return method.__wrapped__ if getattr(method, "declaring", False) else method
 
 
 class FunctionStage(Stage):

@@ -86,6 +86,8 @@ def default_folder() -> Path:
 class DiskStore(Store):
     """One file per key in a folder private to the user (mode 0700); writes are atomic."""
 
+    local = True  # any process of this machine may write it: a worker writes what it keeps
+
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else default_folder()
 

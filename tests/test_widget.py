@@ -124,7 +124,7 @@ def test_the_static_form_shows_the_final_dag_and_a_row_per_stage():
     page = bundle["text/html"]
     assert page.count("data:image/svg+xml;base64,") == 1 and page.count("<tr id=") == 6
     assert "6/6 done" in page and "<details><summary>output</summary>" in page
-    assert bundle["text/plain"] == "Pipeline 'tutorial': 6 stages: 6 done"
+    assert bundle["text/plain"] == "Pipeline 'tutorial': 6/6 done"
 
 
 def test_repeated_runs_leave_no_more_live_widgets_than_one(monkeypatch):

@@ -33,9 +33,10 @@ from pydags.executors import buffers
 from pydags.results import Remote, preview
 
 if TYPE_CHECKING:
-    from pydags.executors.pool import Worker
+    from pydags.executors.link import Worker
 
 FETCH_SECONDS = 60.0  # a worker answers a fetch between two bytecodes of its stage: soon
+STORE_SECONDS = 600.0  # a worker writing a result it keeps to a store: a big one may be slow
 RESCUE_SECONDS = 2.0  # at most this long fetching from a worker about to be stopped
 _MISSING = object()
 _PLAIN = {int, float, bool, str, complex, type(None)}  # never hold large buffers
@@ -107,7 +108,12 @@ def answer(requests: Connection) -> None:
                 store.pop(key, None)
             continue
         try:
-            data = buffers.dumps(store[keys])
+            if op == "store":  # written here: it need not travel to the driver first
+                key, target, where = keys
+                target.set(where, store[key])
+                data = cloudpickle.dumps(None)
+            else:
+                data = buffers.dumps(store[keys])
         except Exception as exc:
             data = cloudpickle.dumps(LostResult(f"{type(exc).__name__}: {exc}"))
         with contextlib.suppress(OSError):
@@ -164,6 +170,18 @@ class Kept(Remote):
                     forget(self.worker, self.key)
             return self._value
 
+    def store_in(self, target: Any, key: str, timeout: float = STORE_SECONDS) -> None:
+        """Write the result to ``target`` (a store) under ``key``: by the worker that keeps
+        it when the store can be written from there (a folder on this machine)."""
+        with self._lock:
+            keeping = self._value is _MISSING and self._lost is None
+        if keeping and getattr(target, "local", False):
+            assert self.worker is not None
+            with contextlib.suppress(LostResult):  # if it is gone, it is fetched below
+                ask(self.worker, "store", (self.key, target, key), timeout)
+                return
+        target.set(key, self.value())
+
     def lose(self, why: str) -> None:
         """The worker that kept this result is gone."""
         if self._value is _MISSING and self._lost is None:
@@ -193,12 +211,17 @@ def sending_to(worker: Worker) -> Iterator[None]:
 
 def fetch(worker: Worker, key: int, timeout: float = FETCH_SECONDS) -> Any:
     """Bring the result ``worker`` keeps under ``key`` here (through shared memory)."""
+    return ask(worker, "fetch", key, timeout)
+
+
+def ask(worker: Worker, op: str, what: Any, timeout: float) -> Any:
+    """Send ``worker`` a request, wait for its answer; raises ``LostResult`` if it fails."""
     if not worker.alive():
         raise LostResult("died")
     with worker.lock:
         number = next(_keys)
         try:
-            worker.requests.send(("fetch", number, key))
+            worker.requests.send((op, number, what))
             end = time.monotonic() + timeout
             while worker.requests.poll(max(0.0, end - time.monotonic())):
                 answered, data = worker.requests.recv()

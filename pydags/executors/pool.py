@@ -23,38 +23,14 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from pydags.executors import buffers, kept, reaping
+from pydags.executors.link import Worker
 from pydags.executors.worker import STOP
 
 IDLE_SECONDS = float(os.environ.get("PYDAGS_IDLE_SECONDS", "300"))
 _spawned: weakref.WeakSet[Worker] = weakref.WeakSet()  # every worker not forgotten yet
-
-
-@dataclass(eq=False)
-class Worker:
-    """One worker process, the two pipes to it, and the results it keeps (``kept``)."""
-
-    process: subprocess.Popen
-    inbox: Connection  # the driver writes jobs
-    outbox: Connection  # the driver reads news
-    requests: Connection  # the driver fetches and drops kept results (a socket)
-    idle_since: float = field(default_factory=time.time)
-    busy: bool = False  # has a job
-    kept: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
-    drops: deque[int] = field(default_factory=deque)  # kept results it may drop once idle
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
-    context: tuple | None = None  # the driver's context it was last sent (``worker.context``)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
 
 
 def spawn() -> Worker:

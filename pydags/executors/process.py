@@ -23,6 +23,7 @@ from pydags.calls import StageCall
 from pydags.executors import buffers, kept, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor
+from pydags.executors.link import Worker
 from pydags.executors.worker import CONTEXT, OUTPUT, STARTED, SentFunction, context
 from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 @dataclass(eq=False)
 class _Slot:
     name: str  # "worker-N": a replaced worker takes the slot of the one it replaces
-    worker: pool.Worker
+    worker: Worker
     job: Job | None = None
     started: float = 0.0  # when the worker began the job (0 until it says so)
     deadline: float | None = None

@@ -4,18 +4,15 @@ else the printed output of worker stages in the terminal. Each one subscribes to
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydags.executors.base import THIS_PROCESS
 from pydags.records import Event
 from pydags.run import Run
 from pydags.status import StageStatus
 
-if TYPE_CHECKING:
-    from pydags.pipeline import Pipeline
 
-
-def follow(pipeline: Pipeline, run: Run, *, show: bool | None, block: bool,
+def follow(pipeline: Any, run: Run, *, show: bool | None, block: bool,
            num_cores: int) -> Any:
     """Attach the live view (``show``, by default in a notebook) or, for a blocking run,
     echo what worker stages print; returns the view, if any."""

@@ -11,19 +11,19 @@ import base64
 import html
 from typing import TYPE_CHECKING
 
-from pydags.status import PALETTE, StageStatus
+from pydags.status import PALETTE
 from pydags.views.draw import Drawing
 
 if TYPE_CHECKING:
     import networkx as nx
 
+    from pydags.recorder import Snapshot
     from pydags.records import StageRecord
-    from pydags.run import Run
 
 OUTPUT_SHOWN = 20_000  # characters of a stage's output kept in the page
 
 
-def run_html(graph: nx.DiGraph, run: Run) -> str:
+def run_html(graph: nx.DiGraph, run: Snapshot) -> str:
     """The run's DAG in its final colours, its totals, and one row per stage."""
     drawing = Drawing(graph, legend="present")
     drawing.update(run.status)
@@ -37,20 +37,12 @@ def run_html(graph: nx.DiGraph, run: Run) -> str:
             f"{rows}</table></div>")
 
 
-def summary(run: Run) -> str:
+def summary(run: Snapshot) -> str:
     """``4/6 done · 1 failed · 1 skipped · 3.21s``: counts only for statuses present."""
-    counts = run.counts()
-    done = counts[StageStatus.DONE] + counts[StageStatus.CACHED]
-    parts = [f"{done}/{len(run.stage_records)} done"]
-    parts += [f"{n} {s.value}" for s, n in counts.items()
-              if n and s not in (StageStatus.DONE, StageStatus.CACHED)]
-    if counts[StageStatus.CACHED]:
-        parts.append(f"{counts[StageStatus.CACHED]} cached")
-    parts.append(f"{(run.wall_time or 0.0):.2f}s")
-    return " · ".join(parts)
+    return f"{run.summary} · {(run.wall_time or 0.0):.2f}s"
 
 
-def _row(record: StageRecord, run: Run) -> str:
+def _row(record: StageRecord, run: Snapshot) -> str:
     look = PALETTE[record.status]
     chip = (f'<span style="background:{look.fill};border:1px solid {look.edge};'
             f'padding:0 4px;border-radius:3px;color:#111">{record.status.value}</span>')
@@ -92,7 +84,7 @@ def _details(title: str, body: str, open_: bool = False) -> str:
             f'<div style="max-height:20em;overflow:auto">{body}</div></details>')
 
 
-def _image(svg: str, run: Run) -> str:
+def _image(svg: str, run: Snapshot) -> str:
     """The SVG as an image: notebook front ends keep it when they sanitize the HTML of an
     untrusted notebook (they strip inline SVG), and it needs no network."""
     data = base64.b64encode(svg.encode()).decode("ascii")

@@ -12,7 +12,7 @@ from pydags.status import PALETTE, StageStatus
 from pydags.views.draw import InlineFigure
 
 if TYPE_CHECKING:
-    from pydags.run import Run
+    from pydags.recorder import Snapshot
 
 
 LABEL_SIZE = 9
@@ -31,7 +31,7 @@ class Bar(NamedTuple):
     attempt: int
 
 
-def bars(run: Run, now: float | None = None, *, maps: bool = True) -> list[Bar]:
+def bars(run: Snapshot, now: float | None = None, *, maps: bool = True) -> list[Bar]:
     """Every bar of the run's timeline (``maps=False``: but the mapped stages'); what still
     runs ends ``now``."""
     now = time.time() if now is None else now
@@ -48,7 +48,7 @@ def bars(run: Run, now: float | None = None, *, maps: bool = True) -> list[Bar]:
     return found
 
 
-def figures(run: Run) -> dict[str, Any]:
+def figures(run: Snapshot) -> dict[str, Any]:
     """Wall time, total stage time, workers used, parallel efficiency and the longest stage."""
     ended = [b for b in bars(run) if b.status is not StageStatus.RUNNING]
     workers = sorted({b.worker for b in ended}) or ["-"]
@@ -63,7 +63,7 @@ def figures(run: Run) -> dict[str, Any]:
                 longest=(longest.name, longest.duration or 0.0))
 
 
-def efficiency_summary(run: Run) -> str:
+def efficiency_summary(run: Snapshot) -> str:
     """The figures as one line of text."""
     f = figures(run)
     longest = ""
@@ -73,7 +73,7 @@ def efficiency_summary(run: Run) -> str:
             f"parallel efficiency {f['efficiency']:.0%}{longest}")
 
 
-def critical_path(run: Run) -> list[str]:
+def critical_path(run: Snapshot) -> list[str]:
     """The chain of stages that ended last, following the latest-ending dependency back."""
     records = run.stage_records
     ended = [r for r in records.values() if r.end is not None]
@@ -87,7 +87,7 @@ def critical_path(run: Run) -> list[str]:
         path.append(max(deps, key=lambda r: r.end).name)
 
 
-def draw_timeline(run: Run, ax: Any = None) -> Figure:
+def draw_timeline(run: Snapshot, ax: Any = None) -> Figure:
     """One row per worker, one bar per stage attempt (per run of items, for a mapped stage)
     in its status colour."""
     drawn = bars(run)
@@ -123,7 +123,7 @@ def draw_timeline(run: Run, ax: Any = None) -> Figure:
     return figure
 
 
-def compare_runs(before: Run, after: Run) -> list[dict[str, Any]]:
+def compare_runs(before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
     """Per stage in both runs: seconds before and after and the change, biggest change first."""
     rows = []
     for name, seconds in after.durations.items():

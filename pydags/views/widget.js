@@ -178,15 +178,14 @@ function render({ model, el: root }) {
     const total = stages.length;
     const by = {};
     for (const s of stages) by[s.status] = (by[s.status] || 0) + 1;
-    const done = (by.done || 0) + (by.cached || 0);
-    const parts = [`${done}/${total} done`];
+    // during a run the kernel says how far it is, in the words of every other front end;
+    // before one (stale and fresh stages), the counts are made here
+    const parts = [];
     for (const [status, n] of Object.entries(by)) {
-      if (status !== "done" && status !== "cached" && status !== "pending") {
-        parts.push(`${n} ${status}`);
-      }
+      if (status !== "pending") parts.push(`${n} ${status}`);
     }
     title.textContent = model.get("title");
-    counts.textContent = " · " + parts.join(" · ");
+    counts.textContent = " · " + (model.get("headline") || `${total} stages: ` + parts.join(" · "));
     bar.replaceChildren();
     const looks = model.get("looks");
     for (const status of ["done", "cached", "fresh", "failed", "skipped", "cancelled",
@@ -412,6 +411,7 @@ function render({ model, el: root }) {
   model.on("change:items", () => { recolour(); if (chosen && model.get("items")[chosen]) inspect(); });
   model.on("change:clock", () => { clockSync(); tick(); });
   model.on("change:state", header_);
+  model.on("change:headline", header_);
   model.on("change:blocking", header_);
 
   clockSync();

@@ -14,7 +14,6 @@ kernel and no widget state, and the widget's models are closed.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import operator
 import threading
@@ -22,20 +21,18 @@ import time
 from array import array
 from contextvars import copy_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anywidget
 import traitlets
 
+from pydags.recorder import Snapshot
 from pydags.records import Event
 from pydags.run import Run
 from pydags.status import CODE, LOOKS, STATUSES, StageStatus
 from pydags.views.draw import Drawing
 from pydags.views.report import run_html
 from pydags.views.timeline import bars
-
-if TYPE_CHECKING:
-    from pydags.pipeline import Pipeline
 
 PUSH_SECONDS = 0.2  # at most one push of new state this often while a run goes on
 ITEMS_SECONDS = 1.0  # a large map's items are sent at most this often
@@ -57,11 +54,12 @@ class PipelineWidget(anywidget.AnyWidget):
     bars = traitlets.List().tag(sync=True)
     items = traitlets.Dict().tag(sync=True)
     clock = traitlets.Dict().tag(sync=True)
+    headline = traitlets.Unicode("").tag(sync=True)  # "4/6 done · 1 failed", during a run
     state = traitlets.Unicode("idle").tag(sync=True)
     actions = traitlets.Bool(True).tag(sync=True)
     blocking = traitlets.Bool(False).tag(sync=True)  # the run shown holds the kernel
 
-    def __init__(self, pipeline: Pipeline, num_cores: int = 2):
+    def __init__(self, pipeline: Any, num_cores: int = 2):  # a pydags Pipeline
         super().__init__()
         self.pipeline = pipeline
         self.num_cores = num_cores
@@ -178,21 +176,23 @@ class PipelineWidget(anywidget.AnyWidget):
             return
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            changed = {name: self._stage(run, name) for name in dirty
-                       if name in run.stage_records}
-            items = {name: self._items(run, name) for name in run.items}
+            snap = run.snapshot()
+            changed = {name: self._stage(snap, name) for name in dirty
+                       if name in snap.stage_records}
+            items = {name: self._items(snap, name) for name in snap.items}
             stages = [[b.label, b.worker, b.start, None if b.status is StageStatus.RUNNING
                        else b.end, b.status.value, b.attempt, b.stage]
-                      for b in bars(run, maps=False)]
+                      for b in bars(snap, maps=False)]
             with self.hold_sync():
                 self.stages = {**self.stages, **changed}
                 self.bars = stages + [bar for shown, _ in items.values() for bar in shown]
                 if items:
                     self.items = {name: detail for name, (_, detail) in items.items()}
-                self.clock = {"started": run.started, "ended": run.ended, "now": time.time()}
+                self.clock = {"started": snap.started, "ended": snap.ended, "now": snap.taken}
+                self.headline = snap.summary
             self.pushes += 1
 
-    def _items(self, run: Run, name: str) -> tuple[list, dict]:
+    def _items(self, run: Snapshot, name: str) -> tuple[list, dict]:
         """A map's timeline bars and its items' statuses, durations and errors; sent again
         once they change, but for a large map not more than every ``ITEMS_SECONDS``."""
         items, now = run.items[name], time.time()
@@ -214,7 +214,7 @@ class PipelineWidget(anywidget.AnyWidget):
         self._item_state[name] = (items.version, now, shown, detail)
         return shown, detail
 
-    def _stage(self, run: Run, name: str) -> dict[str, Any]:
+    def _stage(self, run: Snapshot, name: str) -> dict[str, Any]:
         record = run.stage_records[name]
         status = record.status.value
         if record.status in WAITING and record.cache and record.cache.startswith("runs"):
@@ -226,8 +226,7 @@ class PipelineWidget(anywidget.AnyWidget):
         if record.error is not None:
             state["error"] = str(record.error)
         if record.status.succeeded:
-            with contextlib.suppress(RuntimeError):  # a later run let its results go
-                state["result"] = run.results.preview(name)
+            state["result"] = run.results.preview(name)  # "" once a later run let it go
         return state
 
     def close(self) -> None:
@@ -247,15 +246,14 @@ class PipelineWidget(anywidget.AnyWidget):
         """The static form of what the view shows: the report, and a line of text."""
         if self.run is None:
             return {"text/plain": self.summary()}
-        return {"text/html": run_html(self.pipeline.graph, self.run),
+        return {"text/html": run_html(self.pipeline.graph, self.run.snapshot()),
                 "text/plain": self.summary()}
 
     def summary(self) -> str:
         """One line: the pipeline and how many stages are in each status."""
         if self.run is None:
             return f"Pipeline {self.pipeline.name!r}: {len(self.pipeline)} stages, not run yet"
-        counts = ", ".join(f"{n} {s.value}" for s, n in self.run.counts().items() if n)
-        return f"Pipeline {self.pipeline.name!r}: {len(self.pipeline)} stages: {counts}"
+        return f"Pipeline {self.pipeline.name!r}: {self.run.snapshot().summary}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = super()._repr_mimebundle_(**kwargs) or {}
