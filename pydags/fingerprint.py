@@ -78,8 +78,10 @@ class Fingerprint:
             return "its code changed"
         if before.get("arguments") != self.arguments:
             given = _changed(before.get("given"), self.given)
-            if given and "given" in before:
-                return (f"argument{'s' * (len(given) > 1)} " + _values(given, before, self))
+            arguments = [g for g in given if not g.startswith("attribute ")]
+            if given and "given" in before:  # attributes name themselves: "attribute `x`"
+                return (f"argument{'s' * (len(arguments) > 1)} " * bool(arguments)
+                        + _values(given, before, self))
             return "an argument changed"
         was = dict(before.get("upstream", ()))
         changed = [name for name, digest in self.upstream if was.get(name) != digest]
@@ -107,8 +109,9 @@ def _values(names: list[str], before: dict[str, Any], after: Fingerprint) -> str
     said = []
     for name in names[:3]:
         short = name.rpartition(".")[2] if "." in name and " " not in name else name
+        label = f"attribute `{name[10:]}`" if name.startswith("attribute ") else f"`{short}`"
         old, new = was.get(name, "(none)"), now.get(name, "(none)")
-        said.append(f"`{short}` changed: {old} → {new}")
+        said.append(f"{label} changed: {old} → {new}")
     return "; ".join(said) + _more(names)
 
 

@@ -5,15 +5,19 @@ While a run is planned, on the caller's thread, ``known()`` finds the results th
 not make again, and says for each cached stage whether it was found or why it runs. While
 the run goes on, the ``Keeper`` stores each new result on a thread of its own, never on the
 scheduler's: a result kept in a worker process is written to the store by that worker, not
-brought into the driver to be pickled there. The run ends once its results are stored.
+brought into the driver to be pickled there. The run does not wait for its results to be
+stored: whatever reads the store next (a run with the cache, ``stale()``, ``clear_cache()``,
+the end of the interpreter) waits for the writes still going on (``settle``).
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import queue
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
 from dataclasses import dataclass, field
@@ -48,6 +52,7 @@ def known(pipeline: str, plan: Plan, store: Any, *, last: Any = None, resume: bo
     if resume:
         found.results, found.items = _resumed(pipeline, plan, last, rerun)
     if cache:
+        settle(store)
         store.check()
         prints = fingerprints(plan)
         keeper = Keeper(store, pipeline, prints)
@@ -78,6 +83,17 @@ def _resumed(pipeline: str, plan: Plan, last: Any, rerun: Iterable[str],
     return reused, [ResumedItems(items)]
 
 
+_keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()  # those with writes going on
+_exiting = threading.Lock()
+
+
+def settle(store: Any = None) -> None:
+    """Wait until the results given to keepers for ``store`` (any, if None) are stored."""
+    for keeper in list(_keepers):
+        if store is None or keeper.store is store or keeper.store == store:
+            keeper.close()
+
+
 class Keeper:
     """Stores a run's new results under their fingerprints, on a thread of its own."""
 
@@ -85,7 +101,8 @@ class Keeper:
         self.store, self.pipeline, self.prints = store, pipeline, prints
         self._writes: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
-
+        self._lock = threading.Lock()
+        self._writers: set[Any] = set()  # workers writing results they keep
     def keep(self, name: str, held: Any) -> None:
         """Stage ``name`` is DONE with the result ``held`` (maybe still in its worker)."""
         fingerprint = self.prints.get(name)
@@ -94,18 +111,33 @@ class Keeper:
 
     def write(self, work: Callable[[], None]) -> None:
         """Do ``work`` (a write to the store) on the keeper's thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=copy_context().run, args=(self._serve,),
-                                            name=f"pydags-keeper-{self.pipeline}", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None:
+                if not _keepers and _exiting.acquire(blocking=False):
+                    # registered after the worker pool's exit hook, so run before it: the
+                    # workers still keep the results they are writing
+                    atexit.register(settle)
+                _keepers.add(self)
+                self._thread = threading.Thread(
+                    target=copy_context().run, args=(self._serve,),
+                    name=f"pydags-keeper-{self.pipeline}", daemon=True)
+                self._thread.start()
         self._writes.put(work)
+
+    def finish(self) -> None:
+        """No more results will come: the thread ends once it has stored those given."""
+        with self._lock:
+            if self._thread is not None:
+                self._writes.put(None)
 
     def close(self) -> None:
         """Wait until every result given is stored."""
-        if self._thread is not None:
-            self._writes.put(None)
-            self._thread.join()
-            self._thread = None
+        self.finish()
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        _keepers.discard(self)
 
     def _serve(self) -> None:
         while (work := self._writes.get()) is not None:
@@ -114,12 +146,19 @@ class Keeper:
             except Exception as exc:  # a store that fails must not fail the run
                 warnings.warn(f"pydags could not store a result: {type(exc).__name__}: {exc}",
                               stacklevel=1)
+        for worker in self._writers:  # the results they keep: written once they are idle
+            from pydags.executors.kept import flush
+
+            for failure in flush(worker):
+                warnings.warn(failure, stacklevel=1)
 
     def _store(self, name: str, held: Any, fingerprint: Fingerprint) -> None:
         where = caching.key(self.pipeline, name, fingerprint.digest)
         try:
             if isinstance(held, Remote):
-                held.store_in(self.store, where)  # by the worker that keeps it, if any
+                writer = held.store_in(self.store, where)  # by the worker keeping it, if any
+                if writer is not None:
+                    self._writers.add(writer)
             else:
                 self.store.set(where, held)
         except TypeError as exc:  # it cannot be pickled

@@ -353,7 +353,9 @@ class Pipeline:
         0.7", "upstream `load` will run", ... ``start(cache=True)`` runs exactly those.
         Loads no result and runs no stage."""
         from pydags.cache import stale
+        from pydags.known import settle
 
+        settle(self.store)
         last = self.last_run
         ran = frozenset(n for n, s in last.status.items() if s.succeeded) if last else frozenset()
         return stale(self.name, self._plan(), self.store, ran)
@@ -371,7 +373,9 @@ class Pipeline:
     def clear_cache(self) -> int:
         """Delete this pipeline's cached results from its store; returns how many."""
         from pydags.cache import clear
+        from pydags.known import settle
 
+        settle(self.store)
         return clear(self.store, self.name)
 
     def _executor(self, executor: Any, cores: int, plan: Plan) -> Executor:

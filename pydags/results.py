@@ -16,10 +16,11 @@ class Remote:
     def value(self) -> Any:
         raise NotImplementedError
 
-    def store_in(self, store: Any, key: str) -> None:
+    def store_in(self, store: Any, key: str) -> Any:
         """Write the result to ``store`` under ``key`` (here, unless it can be written where
-        it is)."""
+        it is: then returns the worker that will)."""
         store.set(key, self.value())
+        return None
 
 
 class Results(dict):

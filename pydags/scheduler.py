@@ -77,8 +77,8 @@ class Scheduler:
                 raise
             finally:
                 presses.cleaning = True
-                if self.keeper is not None:  # before the workers keeping results stop
-                    self.keeper.close()
+                if self.keeper is not None:  # it stores what it has, then ends
+                    self.keeper.finish()
                 self.executor.shutdown()
                 recorder.mark_finished(interrupted)
         if presses.count and interrupted is None:  # pressed while the run was ending

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -28,10 +30,17 @@ class UnreadableKey(Exception):
     """A stored value that cannot be loaded (truncated or corrupted)."""
 
 
-def loads(store: Store, key: str, data: bytes) -> Any:
+CHUNK = 8 << 20  # bytes written at a time
+FRAMED = b"pydags-pickle5\n"  # a file of a pickle and its large buffers, one after another
+_LENGTH = struct.Struct("<Q")
+
+
+def loads(store: Store, key: str, data: bytes | bytearray) -> Any:
     """The value ``data`` holds; an ``UnreadableKey`` naming the key and the store if it
     cannot be loaded."""
     try:
+        if data.startswith(FRAMED):
+            return _unframed(data)
         return pickle.loads(data)
     except Exception as exc:
         raise UnreadableKey(f"key {key!r} in {store!r} cannot be read ({type(exc).__name__}: "
@@ -78,6 +87,39 @@ def dumps(key: str, value: Any) -> bytes:
                         f"pickled ({exc})") from None
 
 
+def framed(key: str, value: Any) -> list[Any]:
+    """A value as the parts of a ``FRAMED`` file: its pickle, then each large buffer as it
+    is (an array's memory is written from where it lies: no copy, and no lock held while a
+    copy is made)."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        head = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        raise TypeError(f"cannot store key {key!r}: a {type(value).__name__} cannot be "
+                        f"pickled ({exc})") from None
+    raws = [buffer.raw() for buffer in buffers]
+    parts: list[Any] = [FRAMED, _LENGTH.pack(len(raws)), _LENGTH.pack(len(head)), head]
+    for raw in raws:
+        parts += [_LENGTH.pack(raw.nbytes), raw]
+    return parts
+
+
+def _unframed(data: bytearray) -> Any:
+    view = memoryview(data)
+    at = len(FRAMED)
+    (count,), (size,) = _LENGTH.unpack_from(view, at), _LENGTH.unpack_from(view, at + 8)
+    at += 16
+    head, at = view[at:at + size], at + size
+    buffers = []
+    for _ in range(count):
+        (size,) = _LENGTH.unpack_from(view, at)
+        buffers.append(view[at + 8:at + 8 + size])  # writable, as an unpickled array's is
+        at += 8 + size
+    if at != len(data) or len(head) < 1:
+        raise ValueError("the file ends early" if at > len(data) else "bytes after the end")
+    return pickle.loads(head, buffers=buffers)
+
+
 def default_folder() -> Path:
     """``$PYDAGS_STORE``, else ``~/.cache/pydags/store``."""
     return Path(os.environ.get("PYDAGS_STORE") or Path.home() / ".cache" / "pydags" / "store")
@@ -107,18 +149,27 @@ class DiskStore(Store):
 
     def get(self, key: str) -> Any:
         try:
-            data = self._file(key).read_bytes()
+            with open(self._file(key), "rb") as file:
+                data = bytearray(os.fstat(file.fileno()).st_size)
+                file.readinto(data)
         except FileNotFoundError:
             raise KeyError(key) from None
         return loads(self, key, data)
 
-    def set(self, key: str, value: Any) -> None:
-        data = dumps(key, value)
+    def set(self, key: str, value: Any, *, pause: Callable[[], object] | None = None) -> None:
+        """Store ``value`` under ``key``; ``pause`` is called between chunks of its bytes (a
+        worker writing a result it keeps waits there while it runs a stage)."""
+        parts = framed(key, value)
         target = self._file(key)
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".writing-")
         try:  # a crash at any point leaves the old value or the new one, never half of one
             with os.fdopen(handle, "wb") as file:
-                file.write(data)
+                for part in parts:
+                    view = memoryview(part).cast("B")
+                    for at in range(0, len(view), CHUNK):
+                        if pause is not None:
+                            pause()
+                        file.write(view[at:at + CHUNK])
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, target)
@@ -140,6 +191,12 @@ class DiskStore(Store):
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:  # two stores of one folder are one store
+        return isinstance(other, DiskStore) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
 
 
 class DiskCacheStore(Store):

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from pydags import Stage, StageStatus, stage
+from pydags.known import settle
 from pydags.pipeline import Pipeline
 from pydags.store import DiskStore, UnreadableKey
 
@@ -120,6 +121,7 @@ def test_a_set_argument_hits_the_cache_in_a_later_session(tmp_path):
 
 def test_a_corrupted_cached_result_is_a_miss_that_says_so(tmp_path):
     build(tmp_path).start(cache=True)
+    settle()  # results are stored in the background: wait for them before spoiling one
     for path in tmp_path.glob("*.pkl"):
         if "compute" in path.name and "last" not in path.name:
             path.write_bytes(path.read_bytes()[:-1])  # truncated

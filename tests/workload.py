@@ -401,3 +401,9 @@ def needs_fix(x, path):
     if not path.exists():
         raise RuntimeError("not fixed yet")
     return x + 1
+
+
+@stage
+def unpicklable_result():
+    """Returns a lock: it runs in this process (one core) but cannot be stored."""
+    return threading.Lock()

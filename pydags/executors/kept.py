@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import pickle
+import queue
 import threading
 import time
 import weakref
@@ -95,6 +96,42 @@ def held(key: int) -> Any:
         raise LostResult(f"this worker keeps no result under key {key}") from None
 
 
+idle = threading.Event()  # set while the worker has no job (the main loop says)
+idle.set()
+_writes: queue.Queue[tuple[Any, Any, str, str]] = queue.Queue()
+_failures: list[str] = []  # why results given to be stored were not, since the last flush
+_writer: list[threading.Thread] = []
+
+
+def _start_writing() -> None:
+    if not _writer:
+        _writer.append(threading.Thread(target=_write, name="pydags-writer", daemon=True))
+        _writer[0].start()
+
+
+def _write() -> None:
+    """In a worker: store the kept results the driver asked for, each once no job runs (so
+    that a write never slows a stage down)."""
+    while True:
+        value, target, where, stage = _writes.get()
+        try:
+            idle.wait()
+            if value is _MISSING:
+                raise LostResult("this worker no longer keeps it")
+            target.set(where, value, pause=idle.wait)  # a local store: a DiskStore
+        except Exception as exc:
+            _failures.append(f"stage {stage!r} was not cached: {exc}")
+        finally:
+            value = None
+            _writes.task_done()
+
+
+def flush_writes() -> None:
+    """In a worker about to stop: finish the writes asked for."""
+    idle.set()
+    _writes.join()
+
+
 def answer(requests: Connection) -> None:
     """In a worker: answer the driver's fetches and drops (on a thread of its own, so a
     busy worker answers too) until the driver closes the connection."""
@@ -107,11 +144,16 @@ def answer(requests: Connection) -> None:
             for key in keys:
                 store.pop(key, None)
             continue
+        if op == "store":  # written here, when idle: it need not travel to the driver first
+            key, target, where, stage = keys
+            _writes.put((store.get(key, _MISSING), target, where, stage))
+            _start_writing()
+            continue
         try:
-            if op == "store":  # written here: it need not travel to the driver first
-                key, target, where = keys
-                target.set(where, store[key])
-                data = cloudpickle.dumps(None)
+            if op == "flush":
+                _writes.join()
+                failures, _failures[:] = list(_failures), []
+                data = cloudpickle.dumps(failures)
             else:
                 data = buffers.dumps(store[keys])
         except Exception as exc:
@@ -170,17 +212,20 @@ class Kept(Remote):
                     forget(self.worker, self.key)
             return self._value
 
-    def store_in(self, target: Any, key: str, timeout: float = STORE_SECONDS) -> None:
+    def store_in(self, target: Any, key: str) -> Worker | None:
         """Write the result to ``target`` (a store) under ``key``: by the worker that keeps
-        it when the store can be written from there (a folder on this machine)."""
+        it, when the store can be written from there (a folder on this machine), once it has
+        no job; returns that worker (``flush`` it to know the write is done)."""
         with self._lock:
             keeping = self._value is _MISSING and self._lost is None
-        if keeping and getattr(target, "local", False):
-            assert self.worker is not None
-            with contextlib.suppress(LostResult):  # if it is gone, it is fetched below
-                ask(self.worker, "store", (self.key, target, key), timeout)
-                return
+        worker = self.worker
+        if keeping and worker is not None and getattr(target, "local", False) \
+                and worker.alive():
+            with worker.lock, contextlib.suppress(OSError):
+                worker.requests.send(("store", 0, (self.key, target, key, self.stage)))
+                return worker
         target.set(key, self.value())
+        return None
 
     def lose(self, why: str) -> None:
         """The worker that kept this result is gone."""
@@ -212,6 +257,15 @@ def sending_to(worker: Worker) -> Iterator[None]:
 def fetch(worker: Worker, key: int, timeout: float = FETCH_SECONDS) -> Any:
     """Bring the result ``worker`` keeps under ``key`` here (through shared memory)."""
     return ask(worker, "fetch", key, timeout)
+
+
+def flush(worker: Worker, timeout: float = STORE_SECONDS) -> list[str]:
+    """Wait until ``worker`` has written the results it was asked to store; why those it
+    could not write were not (a worker gone: they are lost)."""
+    try:
+        return ask(worker, "flush", None, timeout)
+    except LostResult as exc:
+        return [f"results kept by {worker.pid} were not cached: it {exc}"]
 
 
 def ask(worker: Worker, op: str, what: Any, timeout: float) -> Any:

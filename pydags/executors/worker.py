@@ -154,11 +154,13 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         except (EOFError, OSError):
             return False
         if data == STOP:
+            kept.flush_writes()  # the results it was asked to store, before it goes
             return True
         if data.startswith(CONTEXT):
             adopt(pickle.loads(data[len(CONTEXT):]))
             continue
         start, job = time.time(), None
+        kept.idle.clear()  # its writes wait: they must not slow the stage down
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
             job, keep = buffers.loads(data)
@@ -181,6 +183,7 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         sender.flush()
         if not _send(outbox, lock, data):
             return False
+        kept.idle.set()
         # Let the job's arguments go now, not when the next job comes: unmapping a big
         # buffer takes a while.
         job = outcome = data = batch = None
