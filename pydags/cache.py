@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydags.fingerprint import Fingerprint, digest, fingerprints, stable
@@ -18,8 +18,8 @@ from pydags.stage import Stage
 from pydags.store import UnreadableKey
 
 if TYPE_CHECKING:
-    from pydags.core import Plan
     from pydags.mapping import MappedStage
+    from pydags.plan import Plan
 
 PREFIX = "pydags-cache"
 
@@ -118,7 +118,7 @@ class CachedItems:
         except Exception:
             return None
 
-    def keep(self, name: str, values: list[Any], done: list[int]) -> None:
+    def keep(self, name: str, values: list[Any], done: Sequence[int]) -> None:
         """Store the results of items ``done`` of ``name`` (off the scheduler's thread)."""
         if name in self.keys:
             pairs = [(i, values[i]) for i in done]

@@ -43,82 +43,16 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
+from pydags.decisions import Decision, Expand, Hand, ItemStatus, Status, Withdraw
 from pydags.mapstate import MapState, ranges
+from pydags.plan import Plan
 from pydags.protocol import ErrorKind, Outcome, Printed, StageError, Started
 from pydags.status import StageStatus
 
 WAITING = (StageStatus.QUEUED, StageStatus.RUNNING)
 
 
-@dataclass
-class Plan:
-    """What the scheduler needs from a pipeline: stages, dependencies, priorities."""
-
-    stages: dict[str, Any]  # name -> Stage
-    dependencies: dict[str, set[str]]
-    priority: dict[str, float]
-    inputs: dict[str, set[str]]  # the dependencies whose results a stage takes as arguments
-    # mapped stage -> for each mapped argument, the mapped stage feeding it item by item
-    # (None where the argument is given whole)
-    linked: dict[str, list[str | None]] = field(default_factory=dict)
-    # id of each stage -> its name when the run was planned (a stage renamed since keeps it)
-    names: dict[int, str] = field(default_factory=dict)
-    # name -> the function its worker calls, made once while planning (fresh from its file)
-    functions: dict[str, Any] = field(default_factory=dict)
-
-
-# --- decisions: what the loop is told to do, in order ------------------------------------
-@dataclass(frozen=True)
-class Hand:
-    """Make the job of stage ``stage`` (or of its ``items``) and hand it to the executor."""
-
-    key: str
-    stage: str
-    attempt: int
-    items: range | None = None
-    keep: bool = False  # its result may stay where it is made (one stage at most takes it)
-
-
-@dataclass(frozen=True)
-class Expand:
-    """Learn mapped stage ``stage``'s items from its arguments, then tell ``expanded``."""
-
-    stage: str
-
-
-@dataclass(frozen=True)
-class Status:
-    """Stage ``stage`` has a new status."""
-
-    stage: str
-    status: StageStatus
-    attempt: int = 1
-    worker: str | None = None
-    error: StageError | None = None
-
-
-@dataclass(frozen=True)
-class ItemStatus:
-    """Items ``items`` of mapped stage ``stage`` have a new status (``error``: why the
-    attempt of each failed; RETRYING: each will have another)."""
-
-    stage: str
-    items: range
-    status: StageStatus
-    error: StageError | None = None
-
-
-@dataclass(frozen=True)
-class Withdraw:
-    """Take back jobs handed out (cancelled, skipped, or behind a retried upstream)."""
-
-    keys: frozenset[str]
-
-
-Decision = Hand | Expand | Status | ItemStatus | Withdraw
 
 
 class Core:
@@ -135,8 +69,10 @@ class Core:
         for name, deps in plan.dependencies.items():
             for dep in deps:
                 self.dependents[dep].append(name)
-        self.takers = {name: sum(name in plan.inputs[d] for d in self.dependents[name])
-                       for name in plan.stages}
+        self.takers = dict.fromkeys(plan.stages, 0)  # how many stages take its result
+        for taken in plan.inputs.values():
+            for name in taken:
+                self.takers[name] += 1
         self.ready: list[tuple[float, int, str]] = []
         self.queued: dict[str, int] = {}  # name -> its entry's order in ``ready``
         self.running: set[str] = set()
@@ -264,7 +200,7 @@ class Core:
             self.attempts[news.name] += 1
             self._retry(now + stage.retry_delay, news.name, -1)
             return True
-        self._fail(news.name, _with_attempts(error, self.tries[news.name]))
+        self._fail(news.name, error.after(self.tries[news.name]))
         return True
 
     def due(self, now: float) -> None:
@@ -387,7 +323,7 @@ class Core:
         state = self.maps[name]
         failed = state.failed()
         if failed:
-            self._fail(name, _items_error(name, state, failed))
+            self._fail(name, state.error(name, failed))
             return
         self._set(name, StageStatus.DONE)
         self._unblock(name)
@@ -487,33 +423,3 @@ class Core:
             self.left += 1  # it runs again: its result was lost
         self.status[name] = status
         self.out.append(Status(name, status, self.attempts[name], worker, error))
-
-
-def _items_error(name: str, state: MapState, failed: list[int]) -> StageError:
-    """The error of a map whose items ``failed``: which ones, and their tracebacks."""
-    def label(item: int) -> str:
-        text = state.label(item)
-        return f"item {item} ({text})" if text else f"item {item}"
-
-    named = ", ".join(label(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
-    first = state.errors[failed[0]]
-    message = (f"{len(failed)} of {state.count} items of stage {name!r} failed: {named}; "
-               f"first error: {first.message}")
-    parts = [message]
-    for item in failed[:10]:
-        error = state.errors[item]
-        attempts = state.attempt[item]
-        tried = f" (after {attempts} attempts)" if attempts > 1 else ""
-        parts.append(f"--- {label(item)}{tried} ---\n{error.traceback or error.message}")
-    return StageError(first.kind, message, "\n\n".join(parts), first.exception)
-
-
-def _with_attempts(error: StageError, tries: list[tuple[int, str, str]]) -> StageError:
-    """Keep a one-line summary of every earlier attempt in the final error."""
-    if len(tries) < 2:
-        return error
-    lines = [f"attempt {number} on {worker}: {message}" for number, worker, message in tries]
-    summary = f"failed after {len(tries)} attempts:\n  " + "\n  ".join(lines)
-    return StageError(error.kind, f"{error.message} (after {len(tries)} attempts)",
-                      f"{summary}\n\nLast attempt:\n{error.traceback or error.message}",
-                      error.exception)

@@ -33,7 +33,7 @@ from pydags.calls import fresh
 from pydags.stage import FunctionStage, Stage, StageFunction, unwrapped
 
 if TYPE_CHECKING:
-    from pydags.core import Plan
+    from pydags.plan import Plan
 
 # A stage's own attributes that do not change its result (its code is fingerprinted apart).
 _LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib",

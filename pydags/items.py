@@ -31,9 +31,9 @@ class ItemAttempt:
 class Items(StatusArray):
     """Every item of one mapped stage in one run, as its recorder writes them."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, values: list[Any] | None = None):
         super().__init__(count)
-        self.values: list[Any] = [None] * count
+        self.values: list[Any] = [None] * count if values is None else values
         self.start = array("d", bytes(8 * count))
         self.end = array("d", bytes(8 * count))
         self.attempt = array("H", [1]) * count

@@ -26,9 +26,9 @@ from typing import Any
 import networkx as nx
 
 from pydags import cache as caching
-from pydags.core import Plan
 from pydags.fingerprint import Fingerprint, fingerprints
 from pydags.mapping import ResumedItems
+from pydags.plan import Plan
 from pydags.results import Remote
 
 

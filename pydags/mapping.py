@@ -49,7 +49,7 @@ class ResumedItems:
             return {}
         return {i: values[i] for i, code in enumerate(status) if code in SUCCEEDED}
 
-    def keep(self, name: str, values: list[Any], done: list[int]) -> None:
+    def keep(self, name: str, values: list[Any], done: Sequence[int]) -> None:
         """Nothing to keep: the run itself is what a later resume reads."""
 
 

@@ -51,6 +51,23 @@ class MapState(StatusArray):
         """The items FAILED for good, in order."""
         return sorted(i for i in self.errors if self.status[i] == FAILED)
 
+    def error(self, stage: str, failed: list[int]) -> StageError:
+        """The error of the map once items ``failed``: which ones, and their tracebacks."""
+        def label(item: int) -> str:
+            text = self.label(item)
+            return f"item {item} ({text})" if text else f"item {item}"
+
+        named = ", ".join(label(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
+        first = self.errors[failed[0]]
+        message = (f"{len(failed)} of {self.count} items of stage {stage!r} failed: {named}; "
+                   f"first error: {first.message}")
+        parts = [message]
+        for item in failed[:10]:
+            tried = f" (after {self.attempt[item]} attempts)" if self.attempt[item] > 1 else ""
+            error = self.errors[item]
+            parts.append(f"--- {label(item)}{tried} ---\n{error.traceback or error.message}")
+        return StageError(first.kind, message, "\n\n".join(parts), first.exception)
+
     def unfinished(self) -> list[range]:
         return ranges(i for i, code in enumerate(self.status) if code in UNFINISHED)
 

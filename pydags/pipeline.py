@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 import weakref
 from collections import deque
@@ -12,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from pydags.arguments import stages_in
-from pydags.core import Plan
 from pydags.errors import (  # the last four: where the published pydags 0.1 defined them
     CycleError,
     DAGException,
@@ -21,8 +19,9 @@ from pydags.errors import (  # the last four: where the published pydags 0.1 def
     StageException,
 )
 from pydags.executors import base
-from pydags.executors.base import Executor
+from pydags.executors.choice import check_cores, choose
 from pydags.known import known
+from pydags.plan import Plan
 from pydags.records import RunOptions
 from pydags.run import Run
 from pydags.scheduler import Scheduler
@@ -227,12 +226,12 @@ class Pipeline:
                 f"pipeline {self.name!r} was started while a worker process imported a stage's "
                 "module: that module starts a pipeline when imported. Put the code that starts "
                 "it under `if __name__ == \"__main__\":` (or in a function)")
-        cores = _check_cores(num_cores)
+        cores = check_cores(num_cores)
         if not len(self):
             raise ValueError(f"pipeline {self.name!r} has no stages; add some with add_stages()")
         plan = self._plan()
         self._connect_stores(plan)
-        chosen = self._executor(executor, cores, plan)
+        chosen = choose(executor, cores, plan)
         start = known(self.name, plan, self.store if cache else None, last=self.last_run,
                       resume=resume, rerun=rerun, cache=cache)
         scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=start.results,
@@ -378,27 +377,6 @@ class Pipeline:
         settle(self.store)
         return clear(self.store, self.name)
 
-    def _executor(self, executor: Any, cores: int, plan: Plan) -> Executor:
-        if executor is not None:
-            if isinstance(executor, Executor):
-                return executor
-            if cores != 1:
-                raise ValueError("num_cores cannot be combined with a Dask executor: the "
-                                 "cluster's workers and threads set how many stages run at "
-                                 "once; leave num_cores out")
-            from pydags.executors.dask import DaskExecutor
-
-            return DaskExecutor(executor)
-        if cores == 1:
-            from pydags.executors.inline import InlineExecutor
-
-            return InlineExecutor()
-        from pydags.executors.process import ProcessExecutor
-
-        workers = cores if plan.linked else min(cores, len(plan.stages))
-        _warn_beyond_cores(workers)
-        return ProcessExecutor(workers)
-
     def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
         """Per stage: seconds in ``before`` and ``after`` and the change, slowest change first."""
         from pydags.views.timeline import compare_runs
@@ -417,31 +395,6 @@ def _again(pipeline: Pipeline) -> Any:
         return pipeline.start(**options)
 
     return again
-
-
-_WARNED: set[str] = set()  # warnings given once per process
-
-
-def _warn_beyond_cores(workers: int) -> None:
-    """Say once that more worker processes than cores only compete for them."""
-    have = os.cpu_count() or 1
-    if workers > have and "cores" not in _WARNED:
-        _WARNED.add("cores")
-        warnings.warn(f"num_cores={workers} starts {workers} worker processes on a machine "
-                      f"with {have} cores: they take turns on the cores, each with an "
-                      f"interpreter of its own; num_cores=-1 uses every core", stacklevel=4)
-
-
-def _check_cores(num_cores: Any) -> int:
-    if num_cores is None:  # the published pydags 0.1's default: one stage at a time
-        return 1
-    if isinstance(num_cores, bool) or not isinstance(num_cores, int):
-        raise TypeError(f"num_cores must be a whole number, not {num_cores!r}")
-    if num_cores == -1:
-        return os.cpu_count() or 1
-    if num_cores < 1:
-        raise ValueError(f"num_cores must be 1 or more (or -1 for every core), not {num_cores}")
-    return num_cores
 
 
 def _closure(given: list[Stage], members: dict[int, Stage], by_name: dict[str, Stage],

@@ -43,6 +43,17 @@ class StageError:
     def __str__(self) -> str:
         return self.traceback or self.message
 
+    def after(self, tries: list[tuple[int, str, str]]) -> StageError:
+        """This error as the last of ``tries`` (number, worker, message each): with a
+        one-line summary of every attempt, when there were several."""
+        if len(tries) < 2:
+            return self
+        lines = [f"attempt {number} on {worker}: {message}" for number, worker, message in tries]
+        summary = f"failed after {len(tries)} attempts:\n  " + "\n  ".join(lines)
+        return StageError(self.kind, f"{self.message} (after {len(tries)} attempts)",
+                          f"{summary}\n\nLast attempt:\n{self.traceback or self.message}",
+                          self.exception)
+
 
 @dataclass
 class Job:

@@ -187,8 +187,7 @@ class Recorder:
         """Mapped stage ``name`` has its items: as many as ``values`` (where their results
         go, shared with the loop that works with them)."""
         with self.lock:
-            self.items[name] = items = Items(len(values))
-            items.values = values
+            self.items[name] = Items(len(values), values)
 
     def items_started(self, name: str, batch: range, worker: str, when: float) -> None:
         """Items ``batch`` of mapped stage ``name`` began on ``worker``."""

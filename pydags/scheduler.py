@@ -25,12 +25,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from pydags.arguments import items_of, mismatch, resolve_arguments
-from pydags.core import Core, Expand, Hand, ItemStatus, Plan, Status, Withdraw
+from pydags.core import Core
+from pydags.decisions import Expand, Hand, ItemStatus, Status, Withdraw
 from pydags.errors import LostResult, MapError
 from pydags.executors.attempt import error_from_exception
 from pydags.executors.base import Executor
 from pydags.known import Keeper
 from pydags.mapping import MappedStage, shown
+from pydags.plan import Plan
 from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started
 from pydags.recorder import Recorder
 from pydags.results import Results
@@ -128,11 +130,11 @@ class Scheduler:
         for decision in self.core.take():
             if isinstance(decision, Status):
                 self._status(decision)
+            elif isinstance(decision, Hand):
+                self._submit(decision)
             elif isinstance(decision, ItemStatus):
                 self.recorder.item_status(decision.stage, decision.items, decision.status,
                                           decision.error)
-            elif isinstance(decision, Hand):
-                self._submit(decision)
             elif isinstance(decision, Withdraw):
                 self.executor.cancel(set(decision.keys))
             elif isinstance(decision, Expand):
@@ -200,9 +202,11 @@ class Scheduler:
             self.recorder.items_started(name, items, news.worker, news.time)
         elif news.ok:
             self.recorder.items_ended(name, items, news.value, news.worker, news.output)
-            done = [i for i in items if i - items.start not in news.value.errors]
-            for source in self.known_items:
-                source.keep(name, self.values[name], done)
+            if self.known_items:
+                errors = news.value.errors
+                done = [i for i in items if i - items.start not in errors] if errors else items
+                for source in self.known_items:
+                    source.keep(name, self.values[name], done)
         else:
             self.recorder.items_tried(name, items, news.start, news.end, news.worker,
                                       news.output)

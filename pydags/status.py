@@ -67,8 +67,9 @@ class StatusArray:
         tally = self.tally
         if len(items) > 64:  # count the old ones in C, not one by one
             part = self.status[items.start:items.stop]
-            for old in set(part):
-                tally[old] -= part.count(old)
+            for old, n in enumerate(tally):
+                if n:
+                    tally[old] -= part.count(old)
         else:
             for i in items:
                 tally[self.status[i]] -= 1

@@ -108,7 +108,7 @@ def test_stage_on_a_method_is_refused_when_decorated_saying_what_to_do():
 def test_more_workers_than_cores_warns_once(monkeypatch):
     import os
 
-    from pydags import pipeline as module
+    from pydags.executors import choice as module
 
     monkeypatch.setattr(module, "_WARNED", set())
     many = (os.cpu_count() or 1) + 2

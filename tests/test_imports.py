@@ -59,3 +59,10 @@ def test_no_module_imports_one_that_imports_it_back():
     cycles = [c for c in nx.simple_cycles(graph) if "pydags" not in c or len(c) > 1]
     shown = ["  " + " -> ".join([*c, c[0]]) for c in sorted(cycles, key=len)[:20]]
     assert not cycles, f"{len(cycles)} import cycles:\n" + "\n".join(shown)
+
+
+def test_no_module_is_longer_than_450_lines():
+    lengths = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines())
+               for p in PACKAGE.rglob("*.py")}
+    assert max(lengths.values()) > 200  # the walk found the modules
+    assert {name: n for name, n in lengths.items() if n > 450} == {}

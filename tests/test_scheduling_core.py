@@ -6,8 +6,10 @@ from __future__ import annotations
 from array import array
 from types import SimpleNamespace
 
-from pydags.core import Core, Expand, Hand, ItemStatus, Plan, Status, Withdraw
+from pydags.core import Core
+from pydags.decisions import Expand, Hand, ItemStatus, Status, Withdraw
 from pydags.executors.batch import BatchResult
+from pydags.plan import Plan
 from pydags.protocol import ErrorKind, Outcome, StageError, Started
 from pydags.status import StageStatus as S
 
