@@ -54,7 +54,7 @@ class Recorder:
     def __init__(self, pipeline: str, stages: list[str], dependencies: dict[str, set[str]],
                  notes: dict[str, str] | None = None):
         self.pipeline, self.dependencies = pipeline, dependencies
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()
         self.records = {name: StageRecord(name) for name in stages}
         for name, note in (notes or {}).items():  # with the cache: found, or why it runs
             self.records[name].cache = note
@@ -162,19 +162,20 @@ class Recorder:
     def status(self, name: str, status: StageStatus, *, attempt: int = 1,
                worker: str | None = None, error: StageError | None = None) -> None:
         """Stage ``name`` has a new status: record it, then tell the subscribers."""
-        now = time.time()
+        now, finished = time.time(), status.finished
         with self.lock:
             record = self.records[name]
-            if status.finished and not record.status.finished:
+            was = record.status.finished
+            if finished and not was:
                 self.left -= 1
-            elif record.status.finished and not status.finished:
+            elif was and not finished:
                 self.left += 1  # it runs again: its result was lost
             record.status = status
             if status is StageStatus.QUEUED and record.queued is None:
                 record.queued = now
             if error is not None:
                 record.error = error
-            if status.finished and name in self.items and record.start is not None:
+            if finished and name in self.items and record.start is not None:
                 record.end = now  # a map ends with its last item
             last = record.attempts[-1] if record.attempts else None
             if status is StageStatus.CANCELLED and last is not None and last.end is None:

@@ -103,7 +103,8 @@ class Scheduler:
             else:
                 for news in self.executor.poll(POLL_SECONDS):
                     self._tell(news)
-            core.due(time.time())
+            if core.retry_at:
+                core.due(time.time())
             self._apply()
 
     def _begin(self) -> None:
@@ -126,6 +127,8 @@ class Scheduler:
     def _apply(self) -> bool:
         """Carry out the core's decisions, in order; True if one was to expand a map (the
         core then has more to hand out)."""
+        if not self.core.out:
+            return False
         expanded = False
         for decision in self.core.take():
             if isinstance(decision, Status):

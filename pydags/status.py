@@ -19,6 +19,8 @@ class StageStatus(str, Enum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
 
+    __hash__ = str.__hash__  # as its value's, in C: statuses are looked up by the thousand
+
     @property
     def finished(self) -> bool:
         """True when the stage will not change status again in this run."""

@@ -10,7 +10,6 @@ timeout, a cancel or a crash stops or blames exactly that stage: its worker is k
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import pickle
 import signal
 import time
@@ -76,7 +75,8 @@ class ProcessExecutor(Executor):
             if key not in self._sent:
                 self._sent[key] = (function, SentFunction(function))
             function = self._sent[key][1]
-        sent = dataclasses.replace(job, function=function, inputs={})
+        sent = Job(job.name, function, job.args, job.kwargs, job.attempt, job.timeout, {},
+                   job.keep)  # not dataclasses.replace: a job each, by the thousand
         keep = kept.new_key() if job.keep else None
         for _ in range(3):  # an idle worker may have died since its last job
             slot = self._place(list(inputs.values()))

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pydags.pipeline import Pipeline
-from pydags.run import Run
+from pydags.recorder import Snapshot
 from pydags.status import PALETTE, StageStatus
 
 
@@ -48,14 +48,11 @@ def find_pipeline(target: str) -> Pipeline:
     return next(iter(found.values()))
 
 
-def progress_table(run: Run) -> Table:
-    """Done/total, the running stages and the failures so far."""
-    counts = run.counts()
-    finished = sum(n for s, n in counts.items() if s.finished)
+def progress_table(run: Snapshot) -> Table:
+    """How far the run is, the running stages and the failures so far."""
     running = [n for n, s in run.status.items() if s is StageStatus.RUNNING]
     table = Table.grid(padding=(0, 2))
-    table.add_row(f"[bold]{finished}/{len(run.stage_records)}[/] stages finished",
-                  f"{run.wall_time or 0:.1f}s")
+    table.add_row(Text(run.summary, style="bold"), f"{run.wall_time or 0:.1f}s")
     table.add_row("running:", Text(", ".join(running[:8]) + (" …" if len(running) > 8 else "")))
     for name in running:
         if name in run.items:
@@ -66,7 +63,7 @@ def progress_table(run: Run) -> Table:
     return table
 
 
-def summary_table(run: Run) -> Table:
+def summary_table(run: Snapshot) -> Table:
     """Every stage with its status and duration, and the run's totals."""
     table = Table(title=Text(f"{run.pipeline_name}: {run.wall_time or 0:.2f}s"))
     cached = any(r.cache for r in run.stage_records.values())
@@ -103,14 +100,16 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         return 0
     live = Live(console=console, refresh_per_second=8, transient=True)
     run = pipeline.prepare(num_cores=args.cores, raise_on_error=False, cache=args.cache)
-    run.subscribe(lambda _: live.update(progress_table(run)),  # what stages print, as they do:
+    run.subscribe(lambda _: live.update(progress_table(run.snapshot())),
+                  # what stages print, as they do:
                   on_output=lambda _, text: console.out(text, end="", highlight=False))
     with live:
         run.start(block=False).wait()
-    console.print(summary_table(run))
+    final = run.snapshot()
+    console.print(summary_table(final))
     from pydags.views.timeline import efficiency_summary
 
-    console.print(efficiency_summary(run))
+    console.print(efficiency_summary(final))
     for name in run.failed():
         console.print(f"[red]stage {escape(repr(name))} failed:[/]")
         console.print(Text(run.errors[name]), highlight=False)

@@ -12,6 +12,7 @@ from pydags.status import PALETTE, StageStatus
 from pydags.views.draw import InlineFigure
 
 if TYPE_CHECKING:
+    from pydags.items import Items
     from pydags.recorder import Snapshot
 
 
@@ -40,12 +41,16 @@ def bars(run: Snapshot, now: float | None = None, *, maps: bool = True) -> list[
         items = run.items.get(record.name)
         if items is not None:
             if maps:
-                found += [Bar(label, record.name, *rest) for label, *rest in
-                          items.spans(record.name, now)]
+                found += item_bars(record.name, items, now)
             continue
         found += [Bar(record.name, record.name, a.worker, a.start, a.end or now, a.status,
                       a.number) for a in record.attempts]
     return found
+
+
+def item_bars(stage: str, items: Items, now: float) -> list[Bar]:
+    """The bars of a mapped stage's items: those run in a row with one outcome make one."""
+    return [Bar(label, stage, *rest) for label, *rest in items.spans(stage, now)]
 
 
 def figures(run: Snapshot) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from pydags.run import Run
 from pydags.status import CODE, LOOKS, STATUSES, StageStatus
 from pydags.views.draw import Drawing
 from pydags.views.report import run_html
-from pydags.views.timeline import bars
+from pydags.views.timeline import Bar, bars, item_bars
 
 PUSH_SECONDS = 0.2  # at most one push of new state this often while a run goes on
 ITEMS_SECONDS = 1.0  # a large map's items are sent at most this often
@@ -180,9 +180,7 @@ class PipelineWidget(anywidget.AnyWidget):
             changed = {name: self._stage(snap, name) for name in dirty
                        if name in snap.stage_records}
             items = {name: self._items(snap, name) for name in snap.items}
-            stages = [[b.label, b.worker, b.start, None if b.status is StageStatus.RUNNING
-                       else b.end, b.status.value, b.attempt, b.stage]
-                      for b in bars(snap, maps=False)]
+            stages = [_sent(bar) for bar in bars(snap, maps=False)]
             with self.hold_sync():
                 self.stages = {**self.stages, **changed}
                 self.bars = stages + [bar for shown, _ in items.values() for bar in shown]
@@ -200,9 +198,7 @@ class PipelineWidget(anywidget.AnyWidget):
         if version == items.version or (items.count > 5000 and run.ended is None
                                         and now - when < ITEMS_SECONDS):
             return shown, detail
-        shown = [[label, worker, start, None if status is StageStatus.RUNNING else end,
-                  status.value, attempt, name]
-                 for label, worker, start, end, status, attempt in items.spans(name, now)]
+        shown = [_sent(bar) for bar in item_bars(name, items, now)]
         errors = {i: e.message for i, e in itertools.islice(items.errors.items(), ERRORS_SHOWN)
                   if items.status[i] != CODE[StageStatus.DONE]}
         detail = {"count": items.count,
@@ -260,3 +256,9 @@ class PipelineWidget(anywidget.AnyWidget):
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         data["text/plain"] = self.summary()
         return bundle
+
+
+def _sent(bar: Bar) -> list[Any]:
+    """A timeline bar as the browser takes it (no end while it runs)."""
+    end = None if bar.status is StageStatus.RUNNING else bar.end
+    return [bar.label, bar.worker, bar.start, end, bar.status.value, bar.attempt, bar.stage]
