@@ -146,9 +146,11 @@ class Keeper:
             except Exception as exc:  # a store that fails must not fail the run
                 warnings.warn(f"pydags could not store a result: {type(exc).__name__}: {exc}",
                               stacklevel=1)
-        for worker in self._writers:  # the results they keep: written once they are idle
-            from pydags.executors.kept import flush
+        if not self._writers:
+            return
+        from pydags.executors.kept import flush  # only runs with worker processes have any
 
+        for worker in self._writers:  # the results they keep: written once they are idle
             for failure in flush(worker):
                 warnings.warn(failure, stacklevel=1)
 
