@@ -134,7 +134,7 @@ class Core:
         self.maps[name] = state
         if known:
             parts = ranges(sorted(known))
-            state.set(parts, StageStatus.CACHED)
+            state.mark(parts, StageStatus.CACHED)
             self.out.extend(ItemStatus(name, part, StageStatus.CACHED) for part in parts)
         self._unblock(name, mapped=True)
         feeding = self._feeding(name)
@@ -151,7 +151,7 @@ class Core:
     def known_whole(self, name: str, count: int) -> None:
         """Mapped stage ``name``, CACHED as a whole, has ``count`` items, all CACHED."""
         self.maps[name] = state = MapState(count, alone=False, label=str)
-        state.set([range(count)], StageStatus.CACHED)
+        state.mark([range(count)], StageStatus.CACHED)
         self.out.append(ItemStatus(name, range(count), StageStatus.CACHED))
 
     def unmappable(self, name: str, error: StageError) -> None:
@@ -240,7 +240,7 @@ class Core:
         key = f"{name}[{batch.start}]" if len(batch) == 1 else f"{name}[{batch.start}:{batch.stop}]"
         self.batches[key] = (name, batch, attempt)
         self.running.add(key)
-        state.set([batch], StageStatus.QUEUED)
+        state.mark([batch], StageStatus.QUEUED)
         self.out.append(ItemStatus(name, batch, StageStatus.QUEUED))
         self.out.append(Hand(key, name, attempt, items=batch))
 
@@ -252,7 +252,7 @@ class Core:
         if isinstance(news, Printed):
             return True
         if isinstance(news, Started):
-            state.set([batch], StageStatus.RUNNING)
+            state.mark([batch], StageStatus.RUNNING)
             self.out.append(ItemStatus(name, batch, StageStatus.RUNNING))
             if self.status[name] is StageStatus.QUEUED:
                 self._set(name, StageStatus.RUNNING)
@@ -266,13 +266,13 @@ class Core:
             state.timing(news.value.end - news.value.starts[0], len(news.value.starts))
             failed = {batch.start + p: e for p, e in news.value.errors.items()}
             done = ranges(i for i in batch if i not in failed) if failed else [batch]
-            state.set(done, StageStatus.DONE)
+            state.mark(done, StageStatus.DONE)
             self.out.extend(ItemStatus(name, part, StageStatus.DONE) for part in done)
             self._items_done(name, done)
         elif news.error.kind is ErrorKind.CRASH and len(batch) > 1:
             # Which item took its worker down is unknown: each goes again in a batch of its own.
             state.alone = True
-            state.set([batch], StageStatus.PENDING)
+            state.mark([batch], StageStatus.PENDING)
             self.out.append(ItemStatus(name, batch, StageStatus.PENDING))
             self._items_ready(name, [range(i, i + 1) for i in batch])
             return True
@@ -283,12 +283,12 @@ class Core:
             state.errors[item] = error
             if state.attempt[item] <= stage.retries and error.kind.retryable:
                 state.attempt[item] += 1
-                state.set([range(item, item + 1)], StageStatus.RETRYING)
+                state.mark([range(item, item + 1)], StageStatus.RETRYING)
                 self.out.append(ItemStatus(name, range(item, item + 1), StageStatus.RETRYING,
                                            error))
                 self._retry(now + stage.retry_delay, name, item)
             else:
-                state.set([range(item, item + 1)], StageStatus.FAILED)
+                state.mark([range(item, item + 1)], StageStatus.FAILED)
                 self.out.append(ItemStatus(name, range(item, item + 1), StageStatus.FAILED,
                                            error))
                 if self.fail_fast:  # the map fails now, and with it the run
@@ -342,7 +342,7 @@ class Core:
     def _end_items(self, name: str, status: StageStatus) -> None:
         """The unfinished items of ``name`` never will finish: ``status``."""
         parts = self.maps[name].unfinished()
-        self.maps[name].set(parts, status)
+        self.maps[name].mark(parts, status)
         self.out.extend(ItemStatus(name, part, status) for part in parts)
 
     # --- the rest of the rules -------------------------------------------------------------

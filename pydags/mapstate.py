@@ -36,10 +36,10 @@ class MapState(StatusArray):
         self.seconds = 0.0  # measured work of the items timed so far
         self.timed = 0
 
-    def set(self, items: Iterable[range], status: StageStatus) -> None:  # type: ignore[override]
+    def mark(self, items: Iterable[range], status: StageStatus) -> None:
         """Give every part of ``items`` a new status."""
         for part in items:
-            super().set(part, status)
+            self.set(part, status)
 
     def pending(self, item: int) -> bool:
         return self.status[item] == PENDING
