@@ -39,7 +39,10 @@ def cached_results(store: Any, pipeline: str, prints: dict[str, Fingerprint],
     notes: dict[str, str] = {}
     for name, fingerprint in prints.items():
         try:
-            found[name] = store.get(key(pipeline, name, fingerprint.digest))
+            where = key(pipeline, name, fingerprint.digest)
+            found[name] = store.get(where)
+            if hasattr(store, "touch"):
+                store.touch(where)  # recently used: the last to be evicted
             notes[name] = "cached: code, arguments and upstream unchanged"
             continue
         except KeyError:

@@ -1,27 +1,33 @@
-"""Results known before a run starts, and results kept for the runs after it: resume (the
-last run's) and the cache (results stored under their fingerprints) as one part.
+"""Results known before a run starts, and results kept for the runs after it: resume (of
+the last run in this session, or of a run in the journal), the cache, and persistence, as
+one part.
 
 While a run is planned, on the caller's thread, ``known()`` finds the results the run need
-not make again, and says for each cached stage whether it was found or why it runs. While
-the run goes on, the ``Keeper`` stores each new result on a thread of its own, never on the
-scheduler's: a result kept in a worker process is written to the store by that worker, not
-brought into the driver to be pickled there. The run does not wait for its results to be
-stored: whatever reads the store next (a run with the cache, ``stale()``, ``clear_cache()``,
-the end of the interpreter) waits for the writes still going on (``settle``).
+not make again, and says for each stage it looked up whether it was found or why it runs.
+While the run goes on, the ``Keeper`` stores each new result under its fingerprint on a
+thread of its own, never on the scheduler's: a result kept in a worker process is written
+to the store by that worker, not brought into the driver to be pickled there. Results are
+persisted so by default (``persist``), for a run in a later kernel to resume; a map's items
+are kept a batch at a time, so that a map cut short resumes from the items it had done.
+The run does not wait for its results to be stored: whatever reads the store next (a run
+with the cache, ``stale()``, ``clear_cache()``, the end of the interpreter) waits for the
+writes still going on (``settle``).
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import itertools
+import os
 import queue
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import copy_context
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -29,51 +35,83 @@ from pydags import cache as caching
 from pydags.fingerprint import Fingerprint, fingerprints
 from pydags.mapping import ResumedItems
 from pydags.plan import Plan
-from pydags.results import Remote
+from pydags.results import Remote, Stored
+from pydags.status import StageStatus
+from pydags.store import UnreadableKey
+
+if TYPE_CHECKING:
+    from pydags.mapping import MappedStage
+
+
+def persisting(persist: bool | None) -> bool:
+    """Whether a run persists its results: ``persist``, else ``$PYDAGS_PERSIST`` (on)."""
+    if persist is not None:
+        return bool(persist)
+    return os.environ.get("PYDAGS_PERSIST", "1").lower() not in ("0", "false", "no", "off")
 
 
 @dataclass
 class Known:
     """What a run starts from: the results it need not make, where its items' results may
-    be known, why each cached stage runs or not, and who keeps its new results."""
+    be known, why each stage looked up runs or not, who keeps its new results, the stages'
+    fingerprints, and the journaled run it resumes, if any."""
 
     results: dict[str, Any] = field(default_factory=dict)
     items: list[Any] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     keeper: Keeper | None = None
+    prints: dict[str, Fingerprint] = field(default_factory=dict)
+    resumed: str | None = None
 
 
-def known(pipeline: str, plan: Plan, store: Any, *, last: Any = None, resume: bool = False,
-          rerun: Iterable[str] = (), cache: bool = False) -> Known:
+def known(pipeline: str, plan: Plan, store: Any, *, last: Any = None,
+          resume: bool | str = False, rerun: Iterable[str] = (), cache: bool = False,
+          persist: bool = False) -> Known:
     """The results a run of ``plan`` starts from: with ``resume``, those of the stages that
-    succeeded in ``last`` (the pipeline's last run), but the ``rerun`` stages and those
-    below them; with ``cache``, those stored under the stages' fingerprints."""
+    succeeded in the pipeline's last run (``last``, in this session; else the journal's
+    latest, or the journaled run of that id), but the ``rerun`` stages and those below
+    them; with ``cache``, those stored under the stages' fingerprints. With ``persist`` (or
+    ``cache``) its new results are stored under their fingerprints."""
     found = Known()
-    if resume:
+    journaled = resume is not False and resume is not None and (
+        isinstance(resume, str) or last is None)
+    if resume and not journaled:
         found.results, found.items = _resumed(pipeline, plan, last, rerun)
-    if cache:
-        settle(store)
+    if cache or journaled:
+        settle(store)  # what it reads: the results stored so far
+    if cache or persist or journaled:
         store.check()
-        prints = fingerprints(plan)
-        keeper = Keeper(store, pipeline, prints)
-        cached, found.notes = caching.cached_results(store, pipeline, prints)
+        found.prints = fingerprints(plan)
+    if cache or persist:
+        found.keeper = Keeper(store, pipeline, found.prints, plan.linked)
+        found.items.append(PersistedItems(store, pipeline, found.prints, found.keeper.write))
+    if journaled:
+        found.results, found.notes, found.resumed = _from_journal(
+            pipeline, plan, store, resume, rerun, found.prints)
+        found.items.append(PersistedItems(store, pipeline, found.prints))
+    if cache:
+        cached, notes = caching.cached_results(store, pipeline, found.prints)
         found.results = cached | found.results
-        found.items.append(caching.CachedItems(store, pipeline, plan, prints, keeper.write))
-        found.keeper = keeper
+        found.notes = notes | found.notes
+        found.items.append(caching.CachedItems(store, pipeline, plan, found.prints,
+                                               found.keeper.write))
     return found
 
 
-def _resumed(pipeline: str, plan: Plan, last: Any, rerun: Iterable[str],
-             ) -> tuple[dict[str, Any], list[ResumedItems]]:
-    if last is None:
-        raise ValueError(f"resume=True: pipeline {pipeline!r} has no earlier run "
-                         "in this session; start it once first")
+def _again(pipeline: str, plan: Plan, rerun: Iterable[str]) -> set[str]:
+    """The ``rerun`` stages and every stage below them."""
     graph = nx.DiGraph([(d, n) for n, deps in plan.dependencies.items() for d in deps])
     again: set[str] = set()
     for name in [rerun] if isinstance(rerun, str) else rerun:
         if name not in plan.stages:
             raise ValueError(f"rerun: pipeline {pipeline!r} has no stage {name!r}")
         again |= {name} | (nx.descendants(graph, name) if name in graph else set())
+    return again
+
+
+def _resumed(pipeline: str, plan: Plan, last: Any, rerun: Iterable[str],
+             ) -> tuple[dict[str, Any], list[ResumedItems]]:
+    again = _again(pipeline, plan, rerun)
     results = last.results
     held = {n: results.held(n) for n, s in last.status.items()
             if s.succeeded and n in plan.stages and n in results and n not in again}
@@ -81,6 +119,104 @@ def _resumed(pipeline: str, plan: Plan, last: Any, rerun: Iterable[str],
     items = {n: i for n, i in last.items.items()
              if n in plan.linked and n not in reused and n not in again}
     return reused, [ResumedItems(items)]
+
+
+def _from_journal(pipeline: str, plan: Plan, store: Any, resume: bool | str,
+                  rerun: Iterable[str], prints: dict[str, Fingerprint],
+                  ) -> tuple[dict[str, Any], dict[str, str], str]:
+    """The results of the stages that succeeded in a journaled run, unchanged since, read
+    from where they were persisted; and for every stage, why it runs or that it resumes."""
+    from pydags import journal
+
+    with journal.reading() as db:
+        row = (journal.run_row(db, resume) if isinstance(resume, str)
+               else journal.latest(db, pipeline))
+        if row is None:
+            raise ValueError(f"resume=True: pipeline {pipeline!r} has no earlier run, in this "
+                             f"session or in the journal {journal.path()}; start it once "
+                             "first")
+        if row["pipeline"] != pipeline:
+            raise ValueError(f"resume={resume!r}: that run is of pipeline "
+                             f"{row['pipeline']!r}, not {pipeline!r}")
+        before = {r["stage"]: r["status"] for r in journal.stage_rows(db, row["id"])}
+    again, run_id = _again(pipeline, plan, rerun), row["id"]
+    results: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    running: set[str] = set()
+    for name in plan.stages:
+        fingerprint, status = prints.get(name), before.get(name)
+        key = caching.key(pipeline, name, fingerprint.digest) if fingerprint else ""
+        if name in again:
+            notes[name] = "runs again: asked to (rerun)"
+        elif status is None:
+            notes[name] = f"runs: it was not in run {run_id}"
+        elif status not in (StageStatus.DONE.value, StageStatus.CACHED.value):
+            notes[name] = f"runs: it was {status} in run {run_id}"
+        elif fingerprint is None:
+            notes[name] = "runs again: its code or arguments cannot be fingerprinted"
+        elif key in store:
+            results[name] = _stored(store, key, mapped=name in plan.linked)
+            notes[name] = f"resumed: it succeeded in run {run_id}, unchanged since"
+            continue
+        elif (last := caching.last(store, pipeline, name)) is not None:
+            notes[name] = f"runs again: {caching.why(fingerprint, last, running)}"
+        else:
+            notes[name] = "runs again: its result was not kept"
+        running.add(name)
+    return results, notes, run_id
+
+
+def _stored(store: Any, key: str, *, mapped: bool) -> Any:
+    """A persisted result: read when needed (a map's list now: its items are counted)."""
+    touch = getattr(store, "touch", None)
+    if touch is not None:
+        touch(key)  # recently used: the last to be evicted
+    return store.get(key) if mapped else Stored(store, key)
+
+
+class PersistedItems:
+    """The items of mapped stages, persisted a batch at a time under the stage's
+    fingerprint, so that a map cut short resumes from the items it had done."""
+
+    _chunks = itertools.count()
+
+    def __init__(self, store: Any, pipeline: str, prints: dict[str, Fingerprint],
+                 write: Callable[[Callable[[], None]], None] | None = None):
+        self.store, self.pipeline, self.prints = store, pipeline, prints
+        self.write = write  # None: this one only finds items
+
+    def prefix(self, name: str) -> str | None:
+        """Where the chunks of ``name``'s items are kept (None: it cannot be cached)."""
+        fingerprint = self.prints.get(name)
+        if fingerprint is None:
+            return None
+        return caching.key(self.pipeline, name, f"chunk-{fingerprint.digest[:32]}-")
+
+    def find(self, name: str, mapped: MappedStage, count: int) -> dict[int, Any]:
+        """The items of ``name`` persisted by an earlier run with the same fingerprint."""
+        prefix = self.prefix(name)
+        if self.write is not None or prefix is None:
+            return {}
+        found: dict[int, Any] = {}
+        for chunk in self.store.keys(prefix):
+            try:
+                found.update((i, v) for i, v in self.store.get(chunk) if i < count)
+            except (KeyError, UnreadableKey, TypeError, ValueError):
+                continue  # a chunk cut short: its items run again
+        return found
+
+    def keep(self, name: str, values: list[Any], done: Sequence[int]) -> None:
+        """Persist the results of items ``done`` of ``name`` (off the scheduler's thread)."""
+        prefix = self.prefix(name)
+        if self.write is not None and prefix is not None and len(done):
+            where = f"{prefix}{done[0]:09d}-{next(self._chunks)}"
+            self.write(lambda: self._store(where, values, done))
+
+    def _store(self, where: str, values: list[Any], done: Sequence[int]) -> None:
+        try:
+            self.store.set(where, [(i, values[i]) for i in done])
+        except TypeError:
+            pass  # its items cannot be pickled: the stage's own warning says so when done
 
 
 _keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()  # those with writes going on
@@ -97,12 +233,16 @@ def settle(store: Any = None) -> None:
 class Keeper:
     """Stores a run's new results under their fingerprints, on a thread of its own."""
 
-    def __init__(self, store: Any, pipeline: str, prints: dict[str, Fingerprint]):
+    def __init__(self, store: Any, pipeline: str, prints: dict[str, Fingerprint],
+                 mapped: Iterable[str] = ()):
         self.store, self.pipeline, self.prints = store, pipeline, prints
+        self.mapped = frozenset(mapped)  # their items are kept in chunks until they are done
+        self.written: set[str] = set()  # the keys of this run's results: never evicted
         self._writes: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._writers: set[Any] = set()  # workers writing results they keep
+
     def keep(self, name: str, held: Any) -> None:
         """Stage ``name`` is DONE with the result ``held`` (maybe still in its worker)."""
         fingerprint = self.prints.get(name)
@@ -146,13 +286,20 @@ class Keeper:
             except Exception as exc:  # a store that fails must not fail the run
                 warnings.warn(f"pydags could not store a result: {type(exc).__name__}: {exc}",
                               stacklevel=1)
-        if not self._writers:
-            return
-        from pydags.executors.kept import flush  # only runs with worker processes have any
+        if self._writers:
+            from pydags.executors.kept import flush  # only runs with worker processes have any
 
-        for worker in self._writers:  # the results they keep: written once they are idle
-            for failure in flush(worker):
-                warnings.warn(failure, stacklevel=1)
+            for worker in self._writers:  # the results they keep: written once they are idle
+                for failure in flush(worker):
+                    warnings.warn(failure, stacklevel=1)
+        if self.written:
+            from pydags.quota import enforce
+
+            try:
+                enforce(self.store, self.written)
+            except Exception as exc:  # a store that fails must not fail the run
+                warnings.warn(f"pydags could not keep its stored results under their quota: "
+                              f"{type(exc).__name__}: {exc}", stacklevel=1)
 
     def _store(self, name: str, held: Any, fingerprint: Fingerprint) -> None:
         where = caching.key(self.pipeline, name, fingerprint.digest)
@@ -164,6 +311,12 @@ class Keeper:
             else:
                 self.store.set(where, held)
         except TypeError as exc:  # it cannot be pickled
-            warnings.warn(f"stage {name!r} was not cached: {exc}", stacklevel=1)
+            warnings.warn(f"the result of stage {name!r} was not kept (a later run cannot "
+                          f"resume from it or reuse it): {exc}", stacklevel=1)
             return
+        self.written.add(where)
         self.store.set(caching.key(self.pipeline, name, "last"), dataclasses.asdict(fingerprint))
+        if name in self.mapped:  # its items' chunks are no longer needed
+            for chunk in self.store.keys(caching.key(self.pipeline, name,
+                                                     f"chunk-{fingerprint.digest[:32]}-")):
+                self.store.delete(chunk)

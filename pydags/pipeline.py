@@ -20,11 +20,12 @@ from pydags.errors import (  # the last four: where the published pydags 0.1 def
 )
 from pydags.executors import base
 from pydags.executors.choice import check_cores, choose
-from pydags.known import known
+from pydags.known import known, persisting
 from pydags.plan import Plan
 from pydags.records import RunOptions
 from pydags.run import Run
 from pydags.scheduler import Scheduler
+from pydags.scribe import journal_run
 from pydags.stage import FunctionStage, Stage, check_name, check_settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Pipeline:
     def __init__(self, name: str | None = None, stages: Iterable[Stage] = (), *,
                  store: Any = None, redis_cache: Any = None, keep_results: int = 1):
         self.name = name or "pipeline"
+        self.origin = _origin()  # where it was defined, for the journal
         if isinstance(keep_results, bool) or not isinstance(keep_results, int) or keep_results < 1:
             raise ValueError(f"keep_results is how many runs keep their results: a whole "
                              f"number >= 1, not {keep_results!r}")
@@ -212,9 +214,10 @@ class Pipeline:
         executor: Any = None,
         raise_on_error: bool = True,
         fail_fast: bool = False,
-        resume: bool = False,
+        resume: bool | str = False,
         rerun: Iterable[str] = (),
         cache: bool = False,
+        persist: bool | None = None,
         on_event: Any = None,
     ) -> Run:
         """A run of the pipeline, not started yet: ``subscribe()`` to it, then ``start()`` it.
@@ -232,16 +235,26 @@ class Pipeline:
         plan = self._plan()
         self._connect_stores(plan)
         chosen = choose(executor, cores, plan)
-        start = known(self.name, plan, self.store if cache else None, last=self.last_run,
-                      resume=resume, rerun=rerun, cache=cache)
+        persist = persisting(persist)
+        if persist and hasattr(chosen, "reaches"):
+            chosen.reaches(self.store)  # a cluster's workers persist what they keep
+        start = known(self.name, plan, self.store, last=self.last_run, resume=resume,
+                      rerun=rerun, cache=cache, persist=persist)
         scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=start.results,
                               known_items=start.items, keeper=start.keeper)
         options = RunOptions(num_cores=cores if executor is None else 1, executor=executor,
                              raise_on_error=raise_on_error, fail_fast=fail_fast, resume=resume,
                              rerun=(rerun,) if isinstance(rerun, str) else tuple(rerun),
-                             cache=cache)
+                             cache=cache, persist=persist)
         run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
                   options=options, again=_again(self), notes=start.notes)
+        run.id = journal_run(
+            run._recorder, origin=self.origin, store=self.store if persist or cache else None,
+            options={"num_cores": options.num_cores, "executor": None if executor is None
+                     else repr(executor), "fail_fast": fail_fast, "resume": resume,
+                     "resumed": start.resumed, "rerun": list(options.rerun), "cache": cache,
+                     "persist": persist},
+            prints={n: f.digest for n, f in start.prints.items()}, mapped=set(plan.linked))
         if on_event is not None:
             run.subscribe(on_event)
         finished = [old for old in self.runs if old.done()]  # a run going on keeps its own
@@ -262,9 +275,10 @@ class Pipeline:
         show: bool | None = None,
         raise_on_error: bool = True,
         fail_fast: bool = False,
-        resume: bool = False,
+        resume: bool | str = False,
         rerun: Iterable[str] = (),
         cache: bool = False,
+        persist: bool | None = None,
         on_event: Any = None,
     ) -> Run:
         """Run the pipeline; returns the run result (or, with ``block=False``, its handle).
@@ -274,16 +288,19 @@ class Pipeline:
         (``"tcp://host:8786"``) to run the stages on that cluster.
         ``show``: display the live widget (default: in a notebook). ``fail_fast``: cancel the
         rest at the first failure. ``resume``: keep the stages that succeeded in the last run
-        and rerun only the others (and the ``rerun`` stages, with everything below them).
+        and rerun only the others (and the ``rerun`` stages, with everything below them);
+        the last run is this session's, else the journal's (also from a kernel that died);
+        ``resume="RUN_ID"`` picks a journaled run.
         ``cache``: reuse results stored by earlier runs for the stages whose code and inputs
-        did not change, and store the new ones.
+        did not change, and store the new ones. ``persist`` (default on, or
+        ``$PYDAGS_PERSIST``): store each result under its fingerprint, for a later resume.
         ``on_event``: a function called with every status change.
         Raises ``PipelineError`` when a stage failed, unless ``raise_on_error=False``.
         """
         __tracebackhide__ = True  # IPython and pytest show the user's frames only
         run = self.prepare(num_cores, executor=executor, raise_on_error=raise_on_error,
                            fail_fast=fail_fast, resume=resume, rerun=rerun, cache=cache,
-                           on_event=on_event)
+                           persist=persist, on_event=on_event)
         from pydags.views.display import follow
 
         follow(self, run, show=show, block=block, num_cores=num_cores)
@@ -377,11 +394,35 @@ class Pipeline:
         settle(self.store)
         return clear(self.store, self.name)
 
-    def compare(self, before: Run, after: Run) -> list[dict[str, Any]]:
-        """Per stage: seconds in ``before`` and ``after`` and the change, slowest change first."""
+    def compare(self, before: Run | str, after: Run | str) -> list[dict[str, Any]]:
+        """Per stage: seconds in ``before`` and ``after`` (runs, or ids of journaled runs)
+        and the change, slowest change first."""
+        from pydags.history import load_run
         from pydags.views.timeline import compare_runs
 
+        before, after = (load_run(r) if isinstance(r, str) else r for r in (before, after))
         return compare_runs(before.snapshot(), after.snapshot())
+
+    def history(self, limit: int | None = None) -> Any:
+        """This pipeline's journaled runs, newest first, from every session: a pandas
+        DataFrame when pandas is installed, else a list of dicts."""
+        from pydags.history import history
+
+        return history(self.name, limit=limit)
+
+
+def _origin() -> str:
+    """Where the pipeline is being made: the notebook, else the file."""
+    import os
+    import sys
+
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("pydags."):
+        frame = frame.f_back
+    file = frame.f_code.co_filename if frame is not None else ""
+    if os.environ.get("JPY_SESSION_NAME") and (file.startswith("<") or "ipykernel" in file):
+        return os.environ["JPY_SESSION_NAME"]  # the notebook's path, as Jupyter gives it
+    return file
 
 
 def _again(pipeline: Pipeline) -> Any:

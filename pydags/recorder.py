@@ -183,6 +183,23 @@ class Recorder:
                 record.start, record.end = last.start, now
         self._notify(self._on_event, Event(name, status, now, attempt, worker, error))
 
+    def replay(self, records: list[StageRecord], items: dict[str, Items]) -> None:
+        """A run followed from the journal (another process runs it): these records and
+        maps are as it wrote them; the subscribers hear of each status that changed."""
+        now, changed = time.time(), []
+        with self.lock:
+            for record in records:
+                was = self.records.get(record.name)
+                if was is None or was.status is not record.status:
+                    changed.append(record)
+                self.records[record.name] = record
+            self.items.update(items)
+            self.left = sum(not r.status.finished for r in self.records.values())
+        for record in changed:
+            attempt = record.attempts[-1].number if record.attempts else 1
+            self._notify(self._on_event, Event(record.name, record.status, now, attempt,
+                                               record.worker, record.error))
+
     # --- items of mapped stages -----------------------------------------------------------
     def mapped(self, name: str, values: list[Any]) -> None:
         """Mapped stage ``name`` has its items: as many as ``values`` (where their results

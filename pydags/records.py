@@ -135,9 +135,10 @@ class RunOptions:
     executor: Any = None
     raise_on_error: bool = True
     fail_fast: bool = False
-    resume: bool = False
+    resume: bool | str = False
     rerun: tuple[str, ...] = ()
     cache: bool = False
+    persist: bool = True
 
 
 def summary(counts: dict[Any, int], total: int) -> str:

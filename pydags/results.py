@@ -82,3 +82,33 @@ def preview(value: Any) -> str:
 def bytes_preview(kind: type, length: int, head: bytes) -> str:
     """``bytes of 3,000,000 bytes: b'<b><b>…'``, escaped for HTML."""
     return f"<pre>{kind.__name__} of {length:,} bytes: {html.escape(repr(head))}…</pre>"
+
+
+class Stored(Remote):
+    """A result kept in a store (persisted by an earlier run): read the first time it is
+    needed; a worker process that needs it reads it from the store itself."""
+
+    def __init__(self, store: Any, key: str):
+        self.store, self.key = store, key
+        self._value: Any = None
+        self._read = False
+
+    def value(self) -> Any:
+        if not self._read:
+            self._value, self._read = self.store.get(self.key), True
+        return self._value
+
+    def store_in(self, store: Any, key: str) -> Any:
+        if key != self.key or store != self.store:
+            store.set(key, self.value())
+        return None
+
+    def __reduce__(self) -> tuple:
+        return _read, (self.store, self.key)
+
+    def __repr__(self) -> str:
+        return f"<result stored under {self.key!r} in {self.store!r}>"
+
+
+def _read(store: Any, key: str) -> Any:
+    return store.get(key)

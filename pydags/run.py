@@ -33,6 +33,8 @@ class Run(Reading):
                  *, scheduler: Scheduler | None = None, options: RunOptions | None = None,
                  again: Callable[..., Run] | None = None, notes: dict[str, str] | None = None):
         self.pipeline_name = pipeline_name
+        self.id: str | None = None  # in the journal, once it is journaled
+        self.journaled: str | None = None  # read from the journal: the state it gives
         self.options = options or RunOptions()
         self.dependencies = dependencies
         self._recorder = Recorder(pipeline_name, stages, dependencies, notes)
@@ -94,6 +96,18 @@ class Run(Reading):
         if self._dropped is None:
             self._dropped = why
             self._recorder.drop_results()
+
+    @property
+    def state(self) -> str:
+        """running, ok, failed, cancelled; or, for a run read from the journal whose driver
+        died, interrupted."""
+        if self.journaled is not None and (self.journaled == "interrupted" or not self.done()):
+            return self.journaled
+        if not self.done():
+            return "running" if self._scheduler is None else "not started"
+        from pydags.scribe import final_state
+
+        return final_state(self.status, self._recorder.interrupted)
 
     def records(self) -> list[dict[str, Any]]:
         """One plain dict per stage attempt (per item attempt for a mapped stage, with its
@@ -228,4 +242,5 @@ class Run(Reading):
         counts = ", ".join(f"{n} {s.value}" for s, n in self.counts().items() if n)
         state = ("finished" if self.done() else "not started" if self._scheduler is not None
                  else "running")
-        return f"<Run of {self.pipeline_name!r}, {state}: {counts}>"
+        named = f" {self.id}" if self.id else ""
+        return f"<Run{named} of {self.pipeline_name!r}, {state}: {counts}>"

@@ -162,7 +162,10 @@ class DiskStore(Store):
         parts = framed(key, value)
         target = self._file(key)
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".writing-")
-        try:  # a crash at any point leaves the old value or the new one, never half of one
+        # A process killed at any point leaves the old value or the new one, never half of
+        # one. (Not fsynced: after a power cut a value may read as truncated, and its stage
+        # then runs again.)
+        try:
             with os.fdopen(handle, "wb") as file:
                 for part in parts:
                     view = memoryview(part).cast("B")
@@ -170,8 +173,6 @@ class DiskStore(Store):
                         if pause is not None:
                             pause()
                         file.write(view[at:at + CHUNK])
-                file.flush()
-                os.fsync(file.fileno())
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -180,14 +181,39 @@ class DiskStore(Store):
     def delete(self, key: str) -> None:
         self._file(key).unlink(missing_ok=True)
 
+    def touch(self, key: str) -> None:
+        """Mark ``key`` as used now (the quota evicts the least recently used first)."""
+        try:
+            os.utime(self._file(key))
+        except OSError:
+            pass
+
+    def sizes(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """The keys that start with ``prefix``, each with its bytes and when last used."""
+        if not self.path.is_dir():
+            return []
+        start = quote(prefix, safe="")
+        found = []
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if entry.name.startswith(start) and entry.name.endswith(".pkl"):
+                    try:
+                        info = entry.stat()
+                    except OSError:
+                        continue  # deleted meanwhile
+                    found.append((unquote(entry.name[:-4]), info.st_size, info.st_mtime))
+        return found
+
     def __contains__(self, key: str) -> bool:
         return self.path.is_dir() and self._file(key).is_file()
 
     def keys(self, prefix: str = "") -> list[str]:
         if not self.path.is_dir():
             return []
-        found = (unquote(p.name[:-4]) for p in self.path.glob("*.pkl"))
-        return sorted(k for k in found if k.startswith(prefix))
+        start = quote(prefix, safe="")  # quoting keeps prefixes: no key needs unquoting
+        with os.scandir(self.path) as entries:
+            return sorted(unquote(e.name[:-4]) for e in entries
+                          if e.name.startswith(start) and e.name.endswith(".pkl"))
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.path)!r})"

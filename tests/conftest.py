@@ -88,7 +88,8 @@ def random_dag(n: int, seed: int, fan_in: int = 3) -> list[list[int]]:
 
 
 def _private_store() -> None:
-    """Results cached by this session go to a folder of its own, not the user's store: a
+    """Results cached by this session go to a folder of its own, not the user's store, and
+    its runs to a journal of its own: a
     cell magic run again reuses what an earlier run stored, and earlier sessions must not
     count. Notebook kernels and subprocesses started by the tests inherit it, the tutorials'
     under nbval too (``tests`` is collected first)."""
@@ -98,7 +99,9 @@ def _private_store() -> None:
 
     folder = tempfile.mkdtemp(prefix="pydags-test-store-")
     os.environ["PYDAGS_STORE"] = folder
+    os.environ["PYDAGS_HOME"] = home = tempfile.mkdtemp(prefix="pydags-test-home-")  # journal
     atexit.register(shutil.rmtree, folder, True)
+    atexit.register(shutil.rmtree, home, True)
 
 
 _private_store()

@@ -1,0 +1,294 @@
+"""The scribe: writes every run of this process into the journal (``pydags.journal``) as
+it goes, on one thread of its own, in batched transactions.
+
+A run's recorder tells the scribe which stages changed (a set insert on the scheduler's
+thread, nothing more); a few times a second the scribe copies those records under the
+recorder's lock and writes them in one transaction, with each map's item counts and a
+heartbeat. Whatever goes wrong with the journal is warned about once and never reaches
+the run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+import warnings
+from contextvars import copy_context
+from typing import Any
+
+import cloudpickle
+
+from pydags import journal
+from pydags.items import Items
+from pydags.recorder import Recorder
+from pydags.records import StageRecord
+from pydags.status import STATUSES, SUCCEEDED, StageStatus
+
+BATCH_SECONDS = 0.2  # changes are gathered this long into one transaction
+FAILED_SHOWN = 1000  # failed items of a map kept with their error
+_DONE = bytes.maketrans(bytes(range(len(STATUSES))),
+                        bytes(49 if code in SUCCEEDED else 48 for code in range(len(STATUSES))))
+_RUNS = re.compile(rb"1+")
+
+
+def new_id() -> str:
+    """A short id that sorts by time: ``261202-143328-7f3a``."""
+    return time.strftime("%y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+
+def enabled() -> bool:
+    """Whether runs are journaled (``PYDAGS_JOURNAL=0`` turns it off)."""
+    return os.environ.get("PYDAGS_JOURNAL", "1").lower() not in ("0", "false", "no", "off")
+
+
+class Entry:
+    """One run being journaled: what changed since the scribe last wrote it."""
+
+    def __init__(self, run_id: str, recorder: Recorder, *, origin: str, options: dict,
+                 store: Any, prints: dict[str, str], mapped: set[str]):
+        self.id, self.recorder, self.prints = run_id, recorder, prints
+        self.origin, self.options, self.mapped = origin, options, mapped
+        try:
+            self.store = cloudpickle.dumps(store) if store is not None else None
+        except Exception:
+            self.store = None
+        self.dirty: set[str] = set(recorder.records)
+        self.written = False
+        self.finished = False
+        self.version = 0
+        self.map_versions: dict[str, int] = {}
+        recorder.subscribe(self._changed, on_start=lambda _: _SCRIBE.add(self),
+                           on_finish=self._finished)
+
+    def _changed(self, event: Any) -> None:
+        self.dirty.add(event.stage)
+        _SCRIBE.wake()
+
+    def _finished(self, _: Any) -> None:
+        self.finished = True
+        _SCRIBE.wake()
+
+    def write(self, db: sqlite3.Connection) -> None:
+        """Write what changed since the last time, in the caller's transaction."""
+        recorder = self.recorder
+        finished = self.finished  # read first: the records below are then all final
+        dirty, self.dirty = self.dirty, set()
+        try:
+            self._write(db, recorder, dirty, finished)
+        except BaseException:
+            self.dirty |= dirty  # written again next time
+            raise
+
+    def _write(self, db: sqlite3.Connection, recorder: Recorder, dirty: set[str],
+               finished: bool) -> None:
+        now = time.time()
+        if not self.written:
+            graph = {"dependencies": {n: sorted(d) for n, d in recorder.dependencies.items()},
+                     "mapped": sorted(self.mapped)}
+            db.execute("INSERT OR REPLACE INTO runs (id, pipeline, origin, options, store, "
+                       "host, pid, started, heartbeat, state, stages, graph, version) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0)",
+                       (self.id, recorder.pipeline, self.origin, json.dumps(self.options),
+                        self.store, journal.HOST, os.getpid(), recorder.started or now, now,
+                        len(recorder.records), json.dumps(graph)))
+        self.version += 1
+        with recorder.lock:
+            records = [recorder.records[name].copy() for name in dirty]
+            maps = [(name, items.version, items.count, bytes(items.status), items.counts(),
+                     sorted(items.errors.items())[:FAILED_SHOWN])
+                    for name, items in recorder.items.items()
+                    if self.map_versions.get(name) != items.version]
+        db.executemany(
+            'INSERT OR REPLACE INTO stages (run, stage, status, queued, start, "end", worker, '
+            "error_kind, message, traceback, output, cache, fingerprint, version) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self._stage(record) for record in records])
+        db.executemany(
+            'INSERT OR REPLACE INTO attempts (run, stage, number, worker, start, "end", '
+            "status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(self.id, r.name, a.number, a.worker, a.start, a.end, a.status.value, a.error)
+             for r in records for a in r.attempts])
+        db.executemany(
+            "INSERT OR REPLACE INTO maps (run, stage, count, counts, failed, done, version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(self.id, name, count, json.dumps({s.value: n for s, n in counts.items()}),
+              json.dumps([[i, e.message] for i, e in errors]), json.dumps(done_ranges(status)),
+              self.version) for name, _, count, status, counts, errors in maps])
+        for name, version, *_ in maps:
+            self.map_versions[name] = version
+        if finished:
+            final = {n: r.status for n, r in recorder.records.items()}
+            counts = {s.value: n for s in StageStatus
+                      if (n := sum(1 for v in final.values() if v is s))}
+            db.execute("UPDATE runs SET ended = ?, state = ?, counts = ?, heartbeat = ?, "
+                       "version = ? WHERE id = ?",
+                       (recorder.ended or now, final_state(final, recorder.interrupted),
+                        json.dumps(counts), now, self.version, self.id))
+        else:
+            counts = {s.value: n for s, n in _counts(recorder).items() if n}
+            db.execute("UPDATE runs SET heartbeat = ?, counts = ?, version = ? WHERE id = ?",
+                       (now, json.dumps(counts), self.version, self.id))
+        self.written = True
+
+    def _stage(self, record: StageRecord) -> tuple:
+        error = record.error
+        return (self.id, record.name, record.status.value, record.queued, record.start,
+                record.end, record.worker, error.kind.value if error else None,
+                error.message if error else None, error.traceback if error else None,
+                record.output, record.cache, self.prints.get(record.name), self.version)
+
+
+def _counts(recorder: Recorder) -> dict[StageStatus, int]:
+    counts = dict.fromkeys(StageStatus, 0)
+    for record in list(recorder.records.values()):
+        counts[record.status] += 1
+    return counts
+
+
+def final_state(statuses: dict[str, StageStatus], interrupted: BaseException | None) -> str:
+    """How a run ended: ok, failed or cancelled."""
+    if any(s is StageStatus.FAILED for s in statuses.values()):
+        return "failed"
+    if interrupted is not None or any(s is StageStatus.CANCELLED for s in statuses.values()):
+        return "cancelled"
+    return "ok" if all(s.succeeded for s in statuses.values()) else "failed"
+
+
+def done_ranges(status: bytes) -> list[list[int]]:
+    """The items that succeeded, as ``[first, stop]`` pairs."""
+    return [[m.start(), m.end()] for m in _RUNS.finditer(status.translate(_DONE))]
+
+
+def done_items(ranges: list[list[int]]) -> set[int]:
+    """The items ``done_ranges`` lists."""
+    return {i for first, stop in ranges for i in range(first, stop)}
+
+
+def item_status(count: int, ranges: list[list[int]], failed: list[list[Any]]) -> Items:
+    """A map's items as the journal tells them: done, failed, the rest pending."""
+    items = Items(count)
+    for first, stop in ranges:
+        items.set(range(first, stop), StageStatus.DONE)
+    for i, _ in failed:
+        items.set(range(i, i + 1), StageStatus.FAILED)
+    return items
+
+
+class Scribe:
+    """The one thread of a process that writes its runs into the journal."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self._wake = threading.Event()
+        self._passes = threading.Condition()
+        self._asked = 0  # flushes asked for, and passes done
+        self._done = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._broken = False
+
+    def add(self, entry: Entry) -> None:
+        """Journal this run from now on."""
+        if self._broken:
+            return
+        with self._lock:
+            self.entries.append(entry)
+            if self._thread is None or not self._thread.is_alive():
+                if self._thread is None:
+                    atexit.register(self.flush)
+                self._thread = threading.Thread(target=copy_context().run, args=(self._serve,),
+                                                name="pydags-journal", daemon=True)
+                self._thread.start()
+        self.wake()
+
+    def wake(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until what the runs of this process did so far is written."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return
+        with self._passes:
+            self._asked += 1
+            wanted = self._asked
+            self._wake.set()
+            self._passes.wait_for(lambda: self._done >= wanted or not thread.is_alive(),
+                                  timeout)
+
+    def _serve(self) -> None:
+        db = None
+        try:
+            db = journal.connect()
+            while self.entries or self._asked > self._done:
+                self._wake.wait(journal.HEARTBEAT_SECONDS)
+                if self._asked <= self._done:
+                    time.sleep(BATCH_SECONDS)  # gather changes into one transaction
+                self._wake.clear()
+                with self._passes:
+                    asked = self._asked
+                self._pass(db)
+                with self._passes:
+                    self._done = asked
+                    self._passes.notify_all()
+        except Exception as exc:  # journaling is never why a run fails
+            self._broken = True
+            warnings.warn(f"pydags: runs are not journaled: {exc}", stacklevel=1)
+        finally:
+            with self._lock:
+                self.entries.clear()
+            if db is not None:
+                db.close()
+            with self._passes:
+                self._done = self._asked
+                self._passes.notify_all()
+
+    def _pass(self, db: sqlite3.Connection) -> None:
+        entries = list(self.entries)
+        for attempt in range(20):
+            try:
+                with journal.transaction(db):
+                    for entry in entries:
+                        entry.write(db)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 19:
+                    raise journal.JournalError(
+                        f"the run journal {journal.path()} cannot be written ({exc}): free "
+                        "some space or set PYDAGS_HOME to a writable folder") from None
+                time.sleep(0.1)  # another process held it past the busy timeout
+            except sqlite3.DatabaseError as exc:
+                raise journal.JournalError(
+                    f"the run journal {journal.path()} cannot be written ({exc}): move it "
+                    "aside, or set PYDAGS_HOME to another folder") from None
+        with self._lock:
+            self.entries = [e for e in self.entries if not (e.finished and e in entries
+                                                            and not e.dirty)]
+
+
+_SCRIBE = Scribe()
+
+
+def journal_run(recorder: Recorder, *, origin: str, options: dict, store: Any,
+                prints: dict[str, str], mapped: set[str]) -> str | None:
+    """Journal the run ``recorder`` records, from its start; returns its id (None when
+    journaling is off or the journal cannot be opened: said once, in a warning)."""
+    if not enabled() or _SCRIBE._broken:
+        return None
+    run_id = new_id()
+    Entry(run_id, recorder, origin=origin, options=options, store=store, prints=prints,
+          mapped=mapped)  # written from the run's start on
+    return run_id
+
+
+def flush() -> None:
+    """Wait until this process's runs are written into the journal as they are now."""
+    _SCRIBE.flush()
+
