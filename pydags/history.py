@@ -16,7 +16,6 @@ import networkx as nx
 from pydags import cache as caching
 from pydags import journal
 from pydags.protocol import ErrorKind, StageError
-from pydags.recorder import Recorder
 from pydags.records import Attempt, RunOptions, StageRecord
 from pydags.results import Results, Stored
 from pydags.run import Run

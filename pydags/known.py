@@ -17,6 +17,7 @@ writes still going on (``settle``).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -213,10 +214,9 @@ class PersistedItems:
             self.write(lambda: self._store(where, values, done))
 
     def _store(self, where: str, values: list[Any], done: Sequence[int]) -> None:
-        try:
+        # items that cannot be pickled are not kept: the stage's own warning says so
+        with contextlib.suppress(TypeError):
             self.store.set(where, [(i, values[i]) for i in done])
-        except TypeError:
-            pass  # its items cannot be pickled: the stage's own warning says so when done
 
 
 _keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()  # those with writes going on

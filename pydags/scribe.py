@@ -71,7 +71,17 @@ class Entry:
         _SCRIBE.wake()
 
     def _finished(self, _: Any) -> None:
-        self.finished = True
+        # what the journal is still to be told, copied: the run's results are let go with it
+        recorder = self.recorder
+        final = Recorder(recorder.pipeline, [], recorder.dependencies)
+        with recorder.lock:
+            final.records = {n: r.copy() for n, r in recorder.records.items()}
+            final.items = {n: i.copy() for n, i in recorder.items.items()}
+        for items in final.items.values():
+            items.values = []
+        final.started, final.ended = recorder.started, recorder.ended
+        final.interrupted = recorder.interrupted
+        self.recorder, self.finished = final, True
         _SCRIBE.wake()
 
     def write(self, db: sqlite3.Connection) -> None:
@@ -259,7 +269,7 @@ class Scribe:
                         entry.write(db)
                 break
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 19:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 19:
                     raise journal.JournalError(
                         f"the run journal {journal.path()} cannot be written ({exc}): free "
                         "some space or set PYDAGS_HOME to a writable folder") from None

@@ -6,6 +6,7 @@ with anyone you would not let run code on your machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -92,6 +93,8 @@ def framed(key: str, value: Any) -> list[Any]:
     is (an array's memory is written from where it lies: no copy, and no lock held while a
     copy is made)."""
     buffers: list[pickle.PickleBuffer] = []
+    if type(value) in (bytes, bytearray):
+        value = _Raw(value)
     try:
         head = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:
@@ -102,6 +105,17 @@ def framed(key: str, value: Any) -> list[Any]:
     for raw in raws:
         parts += [_LENGTH.pack(raw.nbytes), raw]
     return parts
+
+
+class _Raw:
+    """Bytes written as they lie: pickle copies a ``bytes`` into its stream, but not a
+    ``PickleBuffer`` of it."""
+
+    def __init__(self, value: bytes | bytearray):
+        self.value = value
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        return type(self.value), (pickle.PickleBuffer(self.value),)
 
 
 def _unframed(data: bytearray) -> Any:
@@ -183,10 +197,8 @@ class DiskStore(Store):
 
     def touch(self, key: str) -> None:
         """Mark ``key`` as used now (the quota evicts the least recently used first)."""
-        try:
+        with contextlib.suppress(OSError):
             os.utime(self._file(key))
-        except OSError:
-            pass
 
     def sizes(self, prefix: str = "") -> list[tuple[str, int, float]]:
         """The keys that start with ``prefix``, each with its bytes and when last used."""

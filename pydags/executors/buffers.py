@@ -150,6 +150,9 @@ class SharedBytes(Remote):
     def __reduce__(self) -> tuple:
         return _bytes_from, (pickle.PickleBuffer(self.view), self.kind)
 
+    def store_in(self, store: Any, key: str) -> None:
+        store.set(key, self)  # its pages written as they lie, not copied out first
+
 
 def _bytes_from(buffer: memoryview, kind: type) -> Any:
     """A stage gets the bytes themselves; the driver, a handle to their pages."""
