@@ -128,10 +128,10 @@ def fingerprints(plan: Plan) -> dict[str, Fingerprint]:
             given = _given(stage, {d: Upstream(d) for d in deps})
             reach = Reach(sources)
             logic = reach.stage_code(stage)
-        except Exception:
+            constants = tuple(sorted((n, digest(v)) for n, v in reach.constants.items()))
+            arguments = tuple(sorted((n, digest(stable(v))) for n, v in given.items()))
+        except Exception:  # an argument that cannot be pickled, or nested too deep: it runs
             continue
-        constants = tuple(sorted((n, digest(v)) for n, v in reach.constants.items()))
-        arguments = tuple(sorted((n, digest(stable(v))) for n, v in given.items()))
         found[name] = Fingerprint(
             code=digest(logic + stable(constants)),
             arguments=digest(stable(arguments)),

@@ -19,7 +19,7 @@ from pydags.protocol import ErrorKind, StageError
 from pydags.records import Attempt, RunOptions, StageRecord
 from pydags.results import Results, Stored
 from pydags.run import Run
-from pydags.scribe import item_status
+from pydags.scribe import item_status, reading
 from pydags.status import StageStatus
 
 WATCH_SECONDS = 0.25  # how often a watched run is read again
@@ -29,7 +29,7 @@ def history(pipeline: str | None = None, limit: int | None = None) -> Any:
     """Journaled runs (of ``pipeline``, or of every pipeline), newest first, across
     sessions: id, pipeline, state (running, ok, failed, cancelled, interrupted), times and
     counts. A pandas DataFrame when pandas is installed, else a list of dicts."""
-    with journal.reading() as db:
+    with reading() as db:
         rows = journal.runs(db, pipeline, limit)
     try:
         import pandas
@@ -47,7 +47,7 @@ def load_run(run_id: str) -> Run:
     """The journaled run ``run_id`` (or the one whose id starts so), read-only: statuses,
     records, outputs, errors, timeline; its results are read from the store they were
     persisted to when read."""
-    with journal.reading() as db:
+    with reading() as db:
         row = journal.run_row(db, run_id)
         run = _shell(row)
         _read(db, run, row, since=(0, 0))
@@ -60,7 +60,7 @@ def watch(target: str, *, block: bool = True, show: bool | None = None) -> Run:
     kernel), from the journal: ``target`` is a run id or a pipeline name (its latest run).
     In a notebook the live view shows it. Returns the run, as far as it is; with ``block``
     waits for its end (Ctrl-C or interrupting the kernel stops watching, not the run)."""
-    with journal.reading() as db:
+    with reading() as db:
         try:
             row = journal.run_row(db, target)
         except KeyError:
@@ -111,7 +111,7 @@ def _follow(run: Run, run_id: str) -> None:
     seen = (0, 0)
     while True:
         try:
-            with journal.reading() as db:
+            with reading() as db:
                 row = journal.run_row(db, run_id)
                 seen = _read(db, run, row, since=seen)
         except Exception:  # the journal is being moved aside, say: read it again soon

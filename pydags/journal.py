@@ -149,19 +149,6 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
-@contextmanager
-def reading() -> Iterator[sqlite3.Connection]:
-    """A connection to read the journal with (in this process, after its writes so far)."""
-    from pydags.scribe import flush
-
-    flush()
-    db = connect()
-    try:
-        yield db
-    finally:
-        db.close()
-
-
 # --- what is read -------------------------------------------------------------------------
 def state(row: sqlite3.Row | dict[str, Any], now: float | None = None) -> str:
     """A run's state: running, ok, failed, cancelled, or interrupted (its driver died)."""

@@ -128,8 +128,9 @@ def _from_journal(pipeline: str, plan: Plan, store: Any, resume: bool | str,
     """The results of the stages that succeeded in a journaled run, unchanged since, read
     from where they were persisted; and for every stage, why it runs or that it resumes."""
     from pydags import journal
+    from pydags.scribe import reading
 
-    with journal.reading() as db:
+    with reading() as db:
         row = (journal.run_row(db, resume) if isinstance(resume, str)
                else journal.latest(db, pipeline))
         if row is None:

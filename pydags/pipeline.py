@@ -12,7 +12,6 @@ import networkx as nx
 
 from pydags.arguments import stages_in
 from pydags.errors import (  # the last four: where the published pydags 0.1 defined them
-    CycleError,
     DAGException,
     DAGVerificationException,
     InvalidStageTypeException,
@@ -21,12 +20,13 @@ from pydags.errors import (  # the last four: where the published pydags 0.1 def
 from pydags.executors import base
 from pydags.executors.choice import check_cores, choose
 from pydags.known import known, persisting
+from pydags.members import check_acyclic, closure
 from pydags.plan import Plan
 from pydags.records import RunOptions
 from pydags.run import Run
 from pydags.scheduler import Scheduler
-from pydags.scribe import journal_run
-from pydags.stage import FunctionStage, Stage, check_name, check_settings
+from pydags.scribe import journal_run, origin
+from pydags.stage import FunctionStage, Stage, check_settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,7 +48,7 @@ class Pipeline:
     def __init__(self, name: str | None = None, stages: Iterable[Stage] = (), *,
                  store: Any = None, redis_cache: Any = None, keep_results: int = 1):
         self.name = name or "pipeline"
-        self.origin = _origin()  # where it was defined, for the journal
+        self.origin = origin()  # where it was defined, for the journal
         if isinstance(keep_results, bool) or not isinstance(keep_results, int) or keep_results < 1:
             raise ValueError(f"keep_results is how many runs keep their results: a whole "
                              f"number >= 1, not {keep_results!r}")
@@ -80,8 +80,8 @@ class Pipeline:
                 raise InvalidStageTypeException(f"add_stages() takes stages; item {position} is a "
                                 f"{type(item).__name__}: {item!r}{hint}")
         self._check()
-        members, by_name = _closure(given, self._members, self._by_name, self.name)
-        _check_acyclic(members, self._members)
+        members, by_name = closure(given, self._members, self._by_name, self.name)
+        check_acyclic(members, self._members)
         ref = weakref.ref(self)
         for item in members.values():
             item._pipelines.append(ref)
@@ -98,8 +98,8 @@ class Pipeline:
         """Build the index again if a member changed since it was built."""
         if not self._stale:
             return
-        members, by_name = _closure(list(self._members.values()), {}, {}, self.name)
-        _check_acyclic(members, {})
+        members, by_name = closure(list(self._members.values()), {}, {}, self.name)
+        check_acyclic(members, {})
         ref = weakref.ref(self)
         for item in members.values():
             if id(item) not in self._members:
@@ -411,20 +411,6 @@ class Pipeline:
         return history(self.name, limit=limit)
 
 
-def _origin() -> str:
-    """Where the pipeline is being made: the notebook, else the file."""
-    import os
-    import sys
-
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("pydags."):
-        frame = frame.f_back
-    file = frame.f_code.co_filename if frame is not None else ""
-    if os.environ.get("JPY_SESSION_NAME") and (file.startswith("<") or "ipykernel" in file):
-        return os.environ["JPY_SESSION_NAME"]  # the notebook's path, as Jupyter gives it
-    return file
-
-
 def _again(pipeline: Pipeline) -> Any:
     """How a run starts its pipeline again, without keeping the pipeline alive."""
     ref = weakref.ref(pipeline)
@@ -436,53 +422,3 @@ def _again(pipeline: Pipeline) -> Any:
         return pipeline.start(**options)
 
     return again
-
-
-def _closure(given: list[Stage], members: dict[int, Stage], by_name: dict[str, Stage],
-             pipeline: str) -> tuple[dict[int, Stage], dict[str, Stage]]:
-    """``given`` and every stage they depend on that is not in ``members`` yet, by id and by
-    name; two different stages of one name are an error."""
-    found: dict[int, Stage] = {}
-    names: dict[str, Stage] = {}
-    stack = list(reversed(given))
-    while stack:
-        item = stack.pop()
-        if id(item) in found or id(item) in members:
-            continue
-        found[id(item)] = item
-        name = item.name
-        check_name(name)
-        other = names.get(name) or by_name.get(name)
-        if other is not None and other is not item:
-            raise ValueError(
-                f"two different stages are named {name!r} in pipeline {pipeline!r}; give one "
-                f"another name with .named(), e.g. {name}(...).named('{name}_2')")
-        names[name] = item
-        stack.extend(reversed(item.dependencies))
-    return found, names
-
-
-def _check_acyclic(new: dict[int, Stage], old: dict[int, Stage]) -> None:
-    """Raise ``CycleError`` if the ``new`` stages depend on each other in a circle (the
-    ``old`` ones are known to be acyclic and depend on no new one)."""
-    done: set[int] = set()
-    for root in new.values():
-        if id(root) in done:
-            continue
-        path, on_path, todo = [root], {id(root)}, [iter(root.dependencies)]
-        while todo:
-            for dep in todo[-1]:
-                if id(dep) in old or id(dep) in done:
-                    continue
-                if id(dep) in on_path:
-                    cycle = path[[id(s) for s in path].index(id(dep)):]
-                    raise CycleError([s.name for s in reversed(cycle)])
-                path.append(dep)
-                on_path.add(id(dep))
-                todo.append(iter(dep.dependencies))
-                break
-            else:
-                finished = path.pop()
-                on_path.discard(id(finished))
-                done.add(id(finished))
-                todo.pop()

@@ -56,10 +56,10 @@ def kept(store: Any) -> list[Kept]:
 def latest_keys(runs: int = 1) -> set[str] | None:
     """The keys of the results of each pipeline's last ``runs`` runs, as the journal lists
     them (None when the journal cannot be read: then nothing is evicted)."""
-    from pydags import journal
+    from pydags.scribe import reading
 
     try:
-        with journal.reading() as db:
+        with reading() as db:
             rows = db.execute(
                 "SELECT r.pipeline, s.stage, s.fingerprint FROM stages s JOIN runs r ON "
                 "s.run = r.id WHERE s.fingerprint IS NOT NULL AND r.id IN (SELECT id FROM "

@@ -242,5 +242,5 @@ class Run(Reading):
         counts = ", ".join(f"{n} {s.value}" for s, n in self.counts().items() if n)
         state = ("finished" if self.done() else "not started" if self._scheduler is not None
                  else "running")
-        named = f" {self.id}" if self.id else ""
-        return f"<Run{named} of {self.pipeline_name!r}, {state}: {counts}>"
+        named = f"; id {self.id}" if self.id else ""
+        return f"<Run of {self.pipeline_name!r}, {state}: {counts}{named}>"

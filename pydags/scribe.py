@@ -15,10 +15,13 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import copy_context
 from typing import Any
 
@@ -301,4 +304,26 @@ def journal_run(recorder: Recorder, *, origin: str, options: dict, store: Any,
 def flush() -> None:
     """Wait until this process's runs are written into the journal as they are now."""
     _SCRIBE.flush()
+
+
+@contextmanager
+def reading() -> Iterator[sqlite3.Connection]:
+    """A connection to read the journal with, after this process's writes so far."""
+    flush()
+    db = journal.connect()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def origin() -> str:
+    """Where the pipeline being made is: the notebook (as Jupyter names it), else the file."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("pydags"):
+        frame = frame.f_back
+    file = frame.f_code.co_filename if frame is not None else ""
+    if os.environ.get("JPY_SESSION_NAME") and (file.startswith("<") or "ipykernel" in file):
+        return os.environ["JPY_SESSION_NAME"]
+    return file
 

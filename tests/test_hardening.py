@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
 import os
 
@@ -10,6 +11,7 @@ import pytest
 from workload import asks_for_input, dies_leaving_a_child, fine, keyword_echo, reconnects
 
 from pydags import StageStatus
+from pydags.known import settle
 from pydags.pipeline import Pipeline
 from pydags.stage import Stage, stage
 
@@ -199,7 +201,9 @@ def test_only_the_last_runs_keep_their_results():
     before = psutil.Process().memory_info().rss
     for _ in range(8):
         pipeline.start()
+    settle()  # a result is held until it is persisted
     gc.collect()
+    ctypes.CDLL(None).malloc_trim(0)  # freed memory back to the system: RSS counts what lives
     assert psutil.Process().memory_info().rss - before < 3 * (20 << 20)
     assert first.status["megabytes"] is StageStatus.DONE and first.durations["megabytes"] >= 0
     with pytest.raises(RuntimeError, match=r"keep more with Pipeline\(keep_results=N\)"):
@@ -218,10 +222,23 @@ def test_too_many_open_files_is_a_clear_error_and_leaks_no_descriptor(tmp_path):
     import textwrap
 
     script = textwrap.dedent("""
-        import os, resource
+        import os, resource, threading, time
+        import pydags.quota
         from pydags import Pipeline
+        from pydags.known import settle
+        from pydags.scribe import flush
         from workload import fine
+
+        def quiet():  # results stored and journaled, the journal's writer ended
+            settle()
+            flush()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and any(
+                    t.name == "pydags-journal" for t in threading.enumerate()):
+                time.sleep(0.01)
+
         Pipeline("warm", [fine()]).start(num_cores=1)  # imports done, nothing spawned
+        quiet()
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(
             resource.RLIMIT_NOFILE)[1]))
         hog = []
@@ -237,6 +254,7 @@ def test_too_many_open_files_is_a_clear_error_and_leaks_no_descriptor(tmp_path):
             Pipeline("p", [fine(), fine().named("f2")]).start(num_cores=2)
         except OSError as exc:
             print("error:", exc)
+        quiet()
         print("leaked:", len(os.listdir("/proc/self/fd")) - before)
     """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))

@@ -1,0 +1,329 @@
+"""Runs that outlive the kernel: the journal, persisted results, resume in a new process,
+history, watch, the quota, and the journal's own faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from workload import boom, load, total, unpicklable_result
+
+import pydags
+from pydags import Pipeline, journal, stage
+from pydags.history import history, load_run
+from pydags.known import settle
+from pydags.scribe import reading
+from pydags.store import DiskStore
+
+pytestmark = pytest.mark.usefixtures("no_orphans")
+HERE = Path(__file__).parent
+DRIVER = HERE / "journaled.py"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A journal and a store of the test's own."""
+    monkeypatch.setenv("PYDAGS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PYDAGS_STORE", str(tmp_path / "store"))
+    return tmp_path
+
+
+def env(home: Path) -> dict[str, str]:
+    return dict(os.environ, PYDAGS_HOME=str(home / "home"), PYDAGS_STORE=str(home / "store"),
+                PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+
+
+def drive(home: Path, action: str) -> dict:
+    done = subprocess.run([sys.executable, str(DRIVER), action], env=env(home),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def wait_for(condition, what: str, seconds: float = 120.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_run_is_journaled_with_its_stages_attempts_errors_and_items(home):
+    failing = boom().named("boom").options(retries=1)
+    pipeline = Pipeline("told", [total(load()), failing])
+    run = pipeline.start(num_cores=2, raise_on_error=False)
+    runs = history(limit=5)
+    assert list(runs["id"]) == [run.id] and list(runs["state"]) == ["failed"]
+    again = load_run(run.id[:10])  # a unique start of the id is enough
+    assert again.state == "failed" and again.status == run.status
+    assert "ValueError" in again.errors["boom"]
+    assert [a.number for a in again.stage_records["boom"].attempts] == [1, 2]
+    assert again.results["total"] == run.results["total"]  # read from the store
+    assert pipeline.compare(run.id, run)[0]["stage"] in run.status
+    with reading() as db:
+        row = journal.run_row(db, run.id)
+    assert (row["host"], row["pid"]) == (journal.HOST, os.getpid())
+    assert json.loads(row["options"])["num_cores"] == 2
+    assert row["origin"] == __file__
+    mode = Path(os.environ["PYDAGS_HOME"]).stat().st_mode & 0o777
+    assert mode == 0o700 and journal.path().stat().st_mode & 0o777 == 0o600
+
+
+def test_a_map_journals_its_item_counts_and_failed_items(home):
+    @stage
+    def inverse(x):
+        return 1 / x
+
+    run = Pipeline("inverses", [inverse.map([1, 2, 0, 4])]).start(raise_on_error=False)
+    with reading() as db:
+        (row,) = journal.map_rows(db, run.id)
+    assert json.loads(row["counts"]) == {"done": 3, "failed": 1}
+    assert [i for i, _ in json.loads(row["failed"])] == [2]
+    assert json.loads(row["done"]) == [[0, 2], [3, 4]]
+    assert load_run(run.id).items["inverse"].counts()[pydags.StageStatus.FAILED] == 1
+
+
+def test_the_driver_killed_at_ten_random_moments_resumes_exactly_what_had_not_succeeded(
+        tmp_path):
+    whole = drive(tmp_path / "whole", "run")  # an uninterrupted run, to compare with
+    assert set(whole["status"].values()) == {"done"}
+    chance = random.Random(2026)
+    for trial in range(10):
+        home = tmp_path / f"trial{trial}"
+        driver = subprocess.Popen([sys.executable, str(DRIVER), "run"], env=env(home),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        db_file = home / "home" / "runs.db"
+
+        def started(db_file=db_file):
+            if not db_file.exists():
+                return None
+            with closing(journal.connect(db_file)) as db:
+                return db.execute("SELECT id FROM runs").fetchone()
+
+        wait_for(started, "the run to be journaled")
+        time.sleep(chance.uniform(0.0, 2.5))  # a random moment of the run
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+        with closing(journal.connect(db_file)) as db:
+            (row,) = db.execute("SELECT * FROM runs").fetchall()
+            before = {r["stage"]: r["status"] for r in journal.stage_rows(db, row["id"])}
+            square = journal.map_rows(db, row["id"])
+        assert journal.state(row) in ("interrupted", "ok"), journal.state(row)
+        resumed = drive(home, "resume")
+        assert resumed["results"] == whole["results"] and resumed["square"] == whole["square"]
+        for name, status in resumed["status"].items():
+            note = resumed["notes"][name]
+            if before.get(name) == "done" and status == "cached":
+                assert note.startswith("resumed: it succeeded in run")
+            elif before.get(name) == "done":  # its result was not written when it died
+                assert note == "runs again: its result was not kept", (name, note)
+            else:
+                assert status == "done", (name, status)  # it had not succeeded: it ran
+        if before.get("square") != "done":
+            done_before = {i for first, stop in json.loads(square[0]["done"])
+                           for i in range(first, stop)} if square else set()
+            ran = set(resumed["items_ran"])
+            assert ran | done_before == set(range(300))  # every item not done ran
+            assert len(ran) < 300 or not done_before or resumed["status"]["step_20"] == "done"
+
+
+def test_two_processes_write_while_a_third_reads_and_nothing_is_lost(home):
+    script = ("from pydags import Pipeline\nfrom workload import load, total\n"
+              "for i in range(20):\n"
+              "    Pipeline(f'writer{W}').add_stages(total(load())).start(show=False)\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script.replace("{W}", str(w))],
+                                env=env(home), stderr=subprocess.PIPE, text=True)
+               for w in range(2)]
+    reads = 0
+    while any(w.poll() is None for w in writers):
+        history()  # raises if the journal were locked
+        reads += 1
+    for writer in writers:
+        assert writer.wait() == 0, writer.stderr.read()
+        assert "locked" not in writer.stderr.read()
+    runs = history()
+    assert reads > 0 and len(runs) == 40 and set(runs["state"]) == {"ok"}
+    with reading() as db:
+        assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 80
+
+
+def test_resume_in_a_fresh_process_says_why_a_changed_stage_runs_again(home):
+    module = home / "flowmod.py"
+    module.write_text("from pydags import Pipeline, stage\nC = 1\n@stage\ndef a():\n"
+                      "    return 1\n@stage\ndef b(x):\n    return x + C\n"
+                      "flow = Pipeline('flow').add_stages(b(a()))\n")
+    code = ("import json, flowmod\nrun = flowmod.flow.start(resume={r}, show=False)\n"
+            "print(json.dumps({{n: [s.value, run.stage_records[n].cache] "
+            "for n, s in run.status.items()}}))")
+    environ = dict(env(home), PYTHONPATH=f"{home}{os.pathsep}{HERE}")
+
+    def start(resume: bool) -> dict:
+        done = subprocess.run([sys.executable, "-c", code.format(r=resume)], env=environ,
+                              capture_output=True, text=True, timeout=120, cwd=home)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    start(False)
+    module.write_text(module.read_text().replace("C = 1", "C = 2"))
+    said = start(True)
+    assert said["a"][0] == "cached" and said["a"][1].startswith("resumed")
+    assert said["b"] == ["done", "runs again: global `C` changed: 1 → 2"]
+
+
+def test_resume_with_no_run_anywhere_says_so(home):
+    with pytest.raises(ValueError, match="no earlier run, in this session or in the journal"):
+        Pipeline("never", [load()]).start(resume=True)
+    with pytest.raises(KeyError, match="no run 'nope'"):
+        Pipeline("never", [load()]).start(resume="nope")
+
+
+def test_a_result_that_cannot_be_pickled_is_skipped_with_one_warning(home):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = Pipeline("odd", [unpicklable_result()]).start()
+        settle()
+    said = [str(w.message) for w in caught if "unpicklable_result" in str(w.message)]
+    assert run.ok and len(said) == 1 and "was not kept" in said[0]
+
+
+def test_persist_off_keeps_nothing(home, monkeypatch):
+    Pipeline("light", [total(load())]).start(persist=False)
+    monkeypatch.setenv("PYDAGS_PERSIST", "0")
+    Pipeline("light2", [total(load())]).start()
+    settle()
+    assert DiskStore().keys("pydags-cache/") == []
+    assert len(history()) == 2  # journaled all the same
+
+
+def test_the_quota_evicts_the_least_recently_used_but_never_the_latest_run(home,
+                                                                             monkeypatch):
+    monkeypatch.setenv("PYDAGS_QUOTA", "50MB")
+
+    @stage
+    def ten_megabytes(seed):
+        return bytes([seed % 256]) * 10_000_000
+
+    for seed in range(20):
+        Pipeline("heavy", [ten_megabytes(seed).named("blob")]).start()
+        settle()
+        kept = sum(size for _, size, _ in DiskStore().sizes("pydags-cache/"))
+        assert kept <= 50_000_000, f"{kept / 1e6:.0f} MB kept after run {seed}"
+    resumed = Pipeline("heavy", [ten_megabytes(19).named("blob")]).start(resume=True)
+    assert resumed.status["blob"] is pydags.StageStatus.CACHED
+    assert resumed.results["blob"] == bytes([19]) * 10_000_000
+
+
+def test_a_corrupt_journal_is_moved_aside_and_a_new_one_started(home):
+    journal.path().parent.mkdir(parents=True)
+    journal.path().write_bytes(random.Random(1).randbytes(8192))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = Pipeline("after", [load()]).start()
+        runs = history()
+    assert run.ok and list(runs["id"]) == [run.id]
+    said = [str(w.message) for w in caught if "journal" in str(w.message)]
+    assert len(said) == 1 and "was corrupt: it was moved to" in said[0]
+    assert len(list(journal.path().parent.glob("runs.db.corrupt-*"))) == 1
+
+
+def run_elsewhere(home: Path, code: str) -> subprocess.CompletedProcess:
+    """``code`` in a new process (the journal's writer warns once per process)."""
+    script = ("import warnings\nfrom pydags import Pipeline\nfrom workload import load\n"
+              "with warnings.catch_warnings(record=True) as caught:\n"
+              "    warnings.simplefilter('always')\n" + code +
+              "    run = Pipeline('p', [load()]).start(show=False)\n"
+              "    run2 = Pipeline('p', [load()]).start(show=False)\n"
+              "    from pydags.scribe import flush; flush()\n"
+              "print(run.ok and run2.ok)\n"
+              "print([str(w.message) for w in caught])\n")
+    return subprocess.run([sys.executable, "-c", script], env=env(home), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_journal_from_a_newer_pydags_is_left_alone_with_one_warning(home):
+    folder = home / "home"
+    folder.mkdir()
+    with sqlite3.connect(folder / "runs.db") as db:
+        db.execute(f"PRAGMA user_version = {journal.VERSION + 1}")
+    done = run_elsewhere(home, "")
+    ok, said = done.stdout.splitlines()[-2:]
+    assert ok == "True", done.stderr
+    assert said.count("newer pydags") == 1 and "upgrade pydags" in said
+
+
+def test_a_journal_folder_that_cannot_be_written_warns_once_and_runs_go_on(home):
+    (home / "home").write_text("a file where the folder should be")
+    done = run_elsewhere(home, "")
+    ok, said = done.stdout.splitlines()[-2:]
+    assert ok == "True", done.stderr
+    assert said.count("cannot be opened") == 1 and "PYDAGS_HOME" in said
+
+
+def test_a_full_disk_under_the_journal_warns_once_and_runs_go_on(home):
+    limit = ("    import resource, signal\n"
+             "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n")
+    done = run_elsewhere(home, limit)
+    ok, said = done.stdout.splitlines()[-2:]
+    assert ok == "True", done.stderr
+    assert said.count("journal") == 1 and "runs are not journaled" in said
+
+
+def test_a_dead_drivers_run_reads_interrupted(home):
+    script = ("import os, time\nfrom pydags import Pipeline\nfrom workload import sleepy\n"
+              "Pipeline('dies').add_stages(sleepy(300)).start(num_cores=1, block=False)\n"
+              "from pydags.scribe import flush\nflush()\nos._exit(0)\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env(home), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (row,) = history("dies").to_dict("records")
+    assert row["state"] == "interrupted"
+    assert load_run(row["id"]).state == "interrupted"
+
+
+def test_the_cli_lists_shows_resumes_and_prunes(home):
+    script = home / "flows.py"
+    script.write_text("from pydags import Pipeline\nfrom workload import load, total\n"
+                      "flow = Pipeline('flow').add_stages(total(load()))\n")
+
+    def pydags_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pydags.views.cli", *args], env=dict(
+            env(home), COLUMNS="200"), capture_output=True, text=True, timeout=120)
+
+    first = pydags_cli("run", str(script))
+    assert first.returncode == 0, first.stderr
+    (run_id,) = history()["id"]
+    listed = pydags_cli("runs")
+    assert run_id in listed.stdout and "ok" in listed.stdout
+    shown = pydags_cli("show", run_id)
+    assert f"run {run_id} of 'flow': ok" in shown.stdout and "total" in shown.stdout
+    resumed = pydags_cli("resume", str(script))
+    assert resumed.returncode == 0 and "cached" in resumed.stdout
+    sizes = pydags_cli("cache")
+    assert "flow" in sizes.stdout
+    pruned = pydags_cli("cache", "prune", "--keep-last", "1")
+    assert pruned.returncode == 0 and "pruned" in pruned.stdout
+    assert pydags_cli("show", "nope").returncode == 2
+    assert "no run 'nope'" in pydags_cli("show", "nope").stderr
+
+
+def test_history_lists_ten_thousand_runs_newest_first(home):
+    with reading() as db, journal.transaction(db):
+        db.executemany("INSERT INTO runs (id, pipeline, state, started, ended, stages, counts) "
+                       "VALUES (?, ?, 'ok', ?, ?, 3, '{\"done\": 3}')",
+                       [(f"r{i:05d}", f"p{i % 7}", i, i + 1.0) for i in range(10_000)])
+    runs = history()  # its speed: tests/benchmarks/bench_journal.py
+    assert len(runs) == 10_000 and runs["id"][0] == "r09999"
+    assert list(history("p3", limit=2)["id"]) == ["r09998", "r09991"]
