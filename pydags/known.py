@@ -148,18 +148,20 @@ def _from_journal(pipeline: str, plan: Plan, store: Any, resume: bool | str,
     for name in plan.stages:
         fingerprint, status = prints.get(name), before.get(name)
         key = caching.key(pipeline, name, fingerprint.digest) if fingerprint else ""
+        succeeded = status in (StageStatus.DONE.value, StageStatus.CACHED.value)
         if name in again:
             notes[name] = "runs again: asked to (rerun)"
         elif status is None:
             notes[name] = f"runs: it was not in run {run_id}"
-        elif status not in (StageStatus.DONE.value, StageStatus.CACHED.value):
-            notes[name] = f"runs: it was {status} in run {run_id}"
-        elif fingerprint is None:
-            notes[name] = "runs again: its code or arguments cannot be fingerprinted"
-        elif key in store:
+        elif fingerprint is not None and key in store:  # also if the journal had not heard
+            # of its end yet when the run's driver died: its result was stored all the same
             results[name] = _stored(store, key, mapped=name in plan.linked)
             notes[name] = f"resumed: it succeeded in run {run_id}, unchanged since"
             continue
+        elif not succeeded:
+            notes[name] = f"runs: it was {status} in run {run_id}"
+        elif fingerprint is None:
+            notes[name] = "runs again: its code or arguments cannot be fingerprinted"
         elif (last := caching.last(store, pipeline, name)) is not None:
             notes[name] = f"runs again: {caching.why(fingerprint, last, running)}"
         else:

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import copy_context
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -56,6 +57,7 @@ class Entry:
     def __init__(self, run_id: str, recorder: Recorder, *, origin: str, options: dict,
                  store: Any, prints: dict[str, str], mapped: set[str]):
         self.id, self.recorder, self.prints = run_id, recorder, prints
+        self.file = journal.path()  # where it is journaled, whatever PYDAGS_HOME says later
         self.origin, self.options, self.mapped = origin, options, mapped
         try:
             self.store = cloudpickle.dumps(store) if store is not None else None
@@ -237,9 +239,8 @@ class Scribe:
                                   timeout)
 
     def _serve(self) -> None:
-        db = None
+        dbs: dict[Path, sqlite3.Connection] = {}
         try:
-            db = journal.connect()
             while self.entries or self._asked > self._done:
                 self._wake.wait(journal.HEARTBEAT_SECONDS)
                 if self._asked <= self._done:
@@ -247,7 +248,7 @@ class Scribe:
                 self._wake.clear()
                 with self._passes:
                     asked = self._asked
-                self._pass(db)
+                self._pass(dbs)
                 with self._passes:
                     self._done = asked
                     self._passes.notify_all()
@@ -257,20 +258,29 @@ class Scribe:
         finally:
             with self._lock:
                 self.entries.clear()
-            if db is not None:
+            for db in dbs.values():
                 db.close()
             with self._passes:
                 self._done = self._asked
                 self._passes.notify_all()
 
-    def _pass(self, db: sqlite3.Connection) -> None:
+    def _pass(self, dbs: dict[Path, sqlite3.Connection]) -> None:
         entries = list(self.entries)
+        for file in {entry.file for entry in entries}:
+            if file not in dbs:
+                dbs[file] = journal.connect(file)
+            self._write(dbs[file], [entry for entry in entries if entry.file == file])
+        with self._lock:
+            self.entries = [e for e in self.entries if not (e.finished and e in entries
+                                                            and not e.dirty)]
+
+    def _write(self, db: sqlite3.Connection, entries: list[Entry]) -> None:
         for attempt in range(20):
             try:
                 with journal.transaction(db):
                     for entry in entries:
                         entry.write(db)
-                break
+                return
             except sqlite3.OperationalError as exc:
                 if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 19:
                     raise journal.JournalError(
@@ -281,9 +291,6 @@ class Scribe:
                 raise journal.JournalError(
                     f"the run journal {journal.path()} cannot be written ({exc}): move it "
                     "aside, or set PYDAGS_HOME to another folder") from None
-        with self._lock:
-            self.entries = [e for e in self.entries if not (e.finished and e in entries
-                                                            and not e.dirty)]
 
 
 _SCRIBE = Scribe()
