@@ -13,6 +13,9 @@ from pydags.status import StageStatus
 
 _EXPORTS = {
     "Pipeline": "pydags.pipeline",
+    "history": "pydags.past_runs",
+    "load_run": "pydags.past_runs",
+    "watch": "pydags.past_runs",
     "PipelineError": "pydags.errors",
     "CycleError": "pydags.errors",
     "LostResult": "pydags.errors",

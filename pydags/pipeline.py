@@ -397,7 +397,7 @@ class Pipeline:
     def compare(self, before: Run | str, after: Run | str) -> list[dict[str, Any]]:
         """Per stage: seconds in ``before`` and ``after`` (runs, or ids of journaled runs)
         and the change, slowest change first."""
-        from pydags.history import load_run
+        from pydags.past_runs import load_run
         from pydags.views.timeline import compare_runs
 
         before, after = (load_run(r) if isinstance(r, str) else r for r in (before, after))
@@ -406,7 +406,7 @@ class Pipeline:
     def history(self, limit: int | None = None) -> Any:
         """This pipeline's journaled runs, newest first, from every session: a pandas
         DataFrame when pandas is installed, else a list of dicts."""
-        from pydags.history import history
+        from pydags.past_runs import history
 
         return history(self.name, limit=limit)
 

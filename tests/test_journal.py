@@ -21,8 +21,8 @@ from workload import boom, load, total, unpicklable_result
 
 import pydags
 from pydags import Pipeline, journal, stage
-from pydags.history import history, load_run
 from pydags.known import settle
+from pydags.past_runs import history, load_run
 from pydags.scribe import reading
 from pydags.store import DiskStore
 

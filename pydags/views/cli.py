@@ -133,7 +133,7 @@ def report(run: Run, console: Console) -> int:
 
 def show_command(args: argparse.Namespace, console: Console) -> int:
     if Path(args.target.partition(":")[0]).suffix != ".py":  # a run's id
-        from pydags.history import load_run
+        from pydags.past_runs import load_run
 
         try:
             run = load_run(args.target)
@@ -167,7 +167,7 @@ def runs_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def watch_command(args: argparse.Namespace, console: Console) -> int:
-    from pydags.history import watch
+    from pydags.past_runs import watch
 
     try:
         run = watch(args.target, block=False, show=False)

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_scheduler import build, random_parents
 
 from pydags import Pipeline, journal, stage
-from pydags.history import history
 from pydags.known import settle
+from pydags.past_runs import history
 from pydags.scribe import reading
 
 ROUNDS = 5
