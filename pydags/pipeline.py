@@ -236,8 +236,6 @@ class Pipeline:
         self._connect_stores(plan)
         chosen = choose(executor, cores, plan)
         persist = persisting(persist)
-        if persist and hasattr(chosen, "reaches"):
-            chosen.reaches(self.store)  # a cluster's workers persist what they keep
         start = known(self.name, plan, self.store, last=self.last_run, resume=resume,
                       rerun=rerun, cache=cache, persist=persist)
         scheduler = Scheduler(plan, chosen, fail_fast=fail_fast, cached=start.results,
