@@ -247,10 +247,13 @@ def run_elsewhere(home: Path, code: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def outcome(done: subprocess.CompletedProcess) -> tuple[str, list[str]]:
-    """Whether both runs succeeded, and the warnings that speak of the journal."""
+def journal_warning(home: Path, code: str = "") -> str:
+    """The one warning about the journal of two runs in a new process, which both succeed."""
+    done = run_elsewhere(home, code)
     ok, said = done.stdout.splitlines()[-2:]
-    return ok, [w for w in ast.literal_eval(said) if "journal" in w]
+    assert ok == "True", done.stderr
+    (warning,) = [w for w in ast.literal_eval(said) if "journal" in w]
+    return warning
 
 
 def test_a_journal_from_a_newer_pydags_is_left_alone_with_one_warning(home):
@@ -258,28 +261,22 @@ def test_a_journal_from_a_newer_pydags_is_left_alone_with_one_warning(home):
     folder.mkdir()
     with sqlite3.connect(folder / "runs.db") as db:
         db.execute(f"PRAGMA user_version = {journal.VERSION + 1}")
-    done = run_elsewhere(home, "")
-    ok, said = outcome(done)
-    assert ok == "True", done.stderr
-    assert len(said) == 1 and "newer pydags" in said[0] and "upgrade pydags" in said[0]
+    warning = journal_warning(home)
+    assert "newer pydags" in warning and "upgrade pydags" in warning
 
 
 def test_a_journal_folder_that_cannot_be_written_warns_once_and_runs_go_on(home):
     (home / "home").write_text("a file where the folder should be")
-    done = run_elsewhere(home, "")
-    ok, said = outcome(done)
-    assert ok == "True", done.stderr
-    assert len(said) == 1 and "cannot be opened" in said[0] and "PYDAGS_HOME" in said[0]
+    warning = journal_warning(home)
+    assert "cannot be opened" in warning and "PYDAGS_HOME" in warning
 
 
 def test_a_full_disk_under_the_journal_warns_once_and_runs_go_on(home):
     limit = ("    import resource, signal\n"
              "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
              "    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n")
-    done = run_elsewhere(home, limit)
-    ok, said = outcome(done)
-    assert ok == "True", done.stderr
-    assert len(said) == 1 and "runs are not journaled" in said[0] and "free some space" in said[0]
+    warning = journal_warning(home, limit)
+    assert "runs are not journaled" in warning and "free some space" in warning
 
 
 def test_a_dead_drivers_run_reads_interrupted(home):
