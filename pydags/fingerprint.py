@@ -56,7 +56,7 @@ class Fingerprint:
     shown: Parts = ()  # constants and arguments -> a short repr, for saying what changed
     places: Parts = ()  # functions -> where they are ("helpers.py:12"), for saying which
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         whole = "\n".join([self.code, self.arguments, *map(":".join, self.upstream)])
         return hashlib.sha256(whole.encode()).hexdigest()[:32]
@@ -115,34 +115,65 @@ def _values(names: list[str], before: dict[str, Any], after: Fingerprint) -> str
     return "; ".join(said) + _more(names)
 
 
-def fingerprints(plan: Plan) -> dict[str, Fingerprint]:
+def code_of_stages(plan: Plan) -> dict[Any, tuple | None]:
+    """What the code of each function (or class) the plan's stages run gives a fingerprint,
+    walked now: the code and the globals it reads as they are now (None: it cannot be
+    fingerprinted). ``fingerprints`` takes it to make the rest later, on another thread."""
+    sources: dict[int, bytes] = {}
+    codes: dict[Any, tuple | None] = {}
+    for stage in plan.stages.values():
+        try:
+            _code(stage, sources, codes)
+        except Exception:
+            codes[_key(stage)] = None
+    return codes
+
+
+def fingerprints(plan: Plan, codes: dict[Any, tuple | None] | None = None,
+                 ) -> dict[str, Fingerprint]:
     """A fingerprint per stage whose code and arguments can be fingerprinted (in the
-    plan's topological order)."""
+    plan's topological order); ``codes``: from ``code_of_stages``, made earlier."""
     found: dict[str, Fingerprint] = {}
     sources: dict[int, bytes] = {}  # id of a code object -> its normalised source
+    codes = {} if codes is None else codes  # a stage's function (or class) -> its code's
+    signatures: dict[Any, inspect.Signature | None] = {}
     for name, stage in plan.stages.items():  # topological order: upstream ones come first
         deps = plan.dependencies[name]
         if any(d not in found for d in deps):
             continue  # something upstream cannot be cached, so neither can this
         try:
-            given = _given(stage, {d: Upstream(d) for d in deps})
-            reach = Reach(sources)
-            logic = reach.stage_code(stage)
-            constants = tuple(sorted((n, digest(v)) for n, v in reach.constants.items()))
+            given = _given(stage, {d: Upstream(d) for d in deps}, signatures)
+            code, constants, functions, shown, places = _code(stage, sources, codes)
             arguments = tuple(sorted((n, digest(stable(v))) for n, v in given.items()))
         except Exception:  # an argument that cannot be pickled, or nested too deep: it runs
             continue
         found[name] = Fingerprint(
-            code=digest(logic + stable(constants)),
-            arguments=digest(stable(arguments)),
+            code=code, arguments=digest(stable(arguments)),
             upstream=tuple((d, found[d].digest) for d in sorted(deps)),
-            functions=tuple(sorted(reach.functions.items())),
-            constants=constants,
-            given=arguments,
-            shown=tuple(sorted({**reach.shown, **{n: _shown(v) for n, v in given.items()}}
-                               .items())),
-            places=tuple(sorted(reach.places.items())))
+            functions=functions, constants=constants, given=arguments,
+            shown=tuple(sorted({**shown, **{n: _shown(v) for n, v in given.items()}}.items())),
+            places=places)
     return found
+
+
+def _code(stage: Stage, sources: dict[int, bytes], codes: dict[Any, tuple]) -> tuple:
+    """The digest of the code a stage runs, the constants it reads, its functions and where
+    they are: walked once per function (or class) in a plan, where many stages share one."""
+    key = _key(stage)
+    if key not in codes:
+        reach = Reach(sources)
+        logic = reach.stage_code(stage)
+        constants = tuple(sorted((n, digest(v)) for n, v in reach.constants.items()))
+        codes[key] = (digest(logic + stable(constants)), constants,
+                      tuple(sorted(reach.functions.items())), reach.shown,
+                      tuple(sorted(reach.places.items())))
+    if codes[key] is None:
+        raise ValueError("its code cannot be fingerprinted")
+    return codes[key]
+
+
+def _key(stage: Stage) -> Any:
+    return stage.function if isinstance(stage, FunctionStage) else type(stage)
 
 
 class Upstream:
@@ -155,16 +186,23 @@ class Upstream:
         return f"the result of {self.name}"
 
 
-def _given(stage: Stage, upstream: dict[str, Upstream]) -> dict[str, Any]:
+def _given(stage: Stage, upstream: dict[str, Upstream],
+           signatures: dict[Any, inspect.Signature | None]) -> dict[str, Any]:
     """The stage's arguments by parameter name (and its own attributes, for a class
-    stage), upstream results standing as ``Upstream``."""
+    stage), upstream results standing as ``Upstream`` (``signatures``: those known)."""
     args, kwargs = resolve_arguments(stage, upstream)
-    target = stage.function if isinstance(stage, FunctionStage) else stage.run
+    key = _key(stage)
+    if key not in signatures:
+        target = stage.function if isinstance(stage, FunctionStage) else stage.run
+        try:
+            signatures[key] = inspect.signature(target)
+        except (TypeError, ValueError):
+            signatures[key] = None
     try:
-        binding = inspect.signature(target).bind_partial(*args, **kwargs)
+        binding = signatures[key].bind_partial(*args, **kwargs)  # type: ignore[union-attr]
         binding.apply_defaults()  # an argument left to its default is that value, said
         bound = binding.arguments
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):
         bound = {**{f"argument {i}": v for i, v in enumerate(args)}, **kwargs}
     declared = stage.declared()
     state = {f"attribute {k}": v for k, v in declared.items() if not k.startswith("_")}

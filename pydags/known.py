@@ -23,6 +23,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from pydags import cache as caching
-from pydags.fingerprint import Fingerprint, fingerprints
+from pydags.fingerprint import Fingerprint, code_of_stages, fingerprints
 from pydags.mapping import ResumedItems
 from pydags.plan import Plan
 from pydags.results import Remote, Stored
@@ -82,10 +83,13 @@ def known(pipeline: str, plan: Plan, store: Any, *, last: Any = None,
         settle(store)  # what it reads: the results stored so far
     if cache or persist or journaled:
         store.check()
+    if cache or journaled:  # looked up now
         found.prints = fingerprints(plan)
-    if cache or persist:
-        found.keeper = Keeper(store, pipeline, found.prints, plan.linked)
-        found.items.append(PersistedItems(store, pipeline, found.prints, found.keeper.write))
+    if cache or persist:  # else made by the keeper, from the code as it is now
+        found.keeper = Keeper(store, pipeline, plan, found.prints if cache or journaled
+                              else None)
+        found.prints = found.keeper.prints
+        found.items.append(PersistedItems(store, pipeline, found.prints, found.keeper))
     if journaled:
         found.results, found.notes, found.resumed = _from_journal(
             pipeline, plan, store, resume, rerun, found.prints)
@@ -185,9 +189,9 @@ class PersistedItems:
     _chunks = itertools.count()
 
     def __init__(self, store: Any, pipeline: str, prints: dict[str, Fingerprint],
-                 write: Callable[[Callable[[], None]], None] | None = None):
+                 keeper: Keeper | None = None):
         self.store, self.pipeline, self.prints = store, pipeline, prints
-        self.write = write  # None: this one only finds items
+        self.keeper = keeper  # who writes them (None: this one only finds items)
 
     def prefix(self, name: str) -> str | None:
         """Where the chunks of ``name``'s items are kept (None: it cannot be cached)."""
@@ -199,7 +203,7 @@ class PersistedItems:
     def find(self, name: str, mapped: MappedStage, count: int) -> dict[int, Any]:
         """The items of ``name`` persisted by an earlier run with the same fingerprint."""
         prefix = self.prefix(name)
-        if self.write is not None or prefix is None:
+        if self.keeper is not None or prefix is None:
             return {}
         found: dict[int, Any] = {}
         for chunk in self.store.keys(prefix):
@@ -211,17 +215,20 @@ class PersistedItems:
 
     def keep(self, name: str, values: list[Any], done: Sequence[int]) -> None:
         """Persist the results of items ``done`` of ``name`` (off the scheduler's thread)."""
+        if self.keeper is not None and len(done):
+            chunk = next(self._chunks)
+            self.keeper.write(lambda: self._store(name, values, done, chunk))
+
+    def _store(self, name: str, values: list[Any], done: Sequence[int], chunk: int) -> None:
+        self.keeper.fingerprinted()
         prefix = self.prefix(name)
-        if self.write is not None and prefix is not None and len(done):
-            where = f"{prefix}{done[0]:09d}-{next(self._chunks)}"
-            self.write(lambda: self._store(where, values, done))
-
-    def _store(self, where: str, values: list[Any], done: Sequence[int]) -> None:
-        # items that cannot be pickled are not kept: the stage's own warning says so
-        with contextlib.suppress(TypeError):
-            self.store.set(where, [(i, values[i]) for i in done])
+        if prefix is not None:  # items that cannot be pickled are not kept: the stage's
+            with contextlib.suppress(TypeError):  # own warning says so
+                self.store.set(f"{prefix}{done[0]:09d}-{chunk}",
+                               [(i, values[i]) for i in done])
 
 
+PAUSE_SECONDS = 0.05  # the scheduler heard of no stage for this long: the keeper writes
 _keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()  # those with writes going on
 _exiting = threading.Lock()
 
@@ -234,12 +241,22 @@ def settle(store: Any = None) -> None:
 
 
 class Keeper:
-    """Stores a run's new results under their fingerprints, on a thread of its own."""
+    """Stores a run's new results under their fingerprints, on a thread of its own, when
+    the run leaves it time: while results come in quick succession (stages of a few
+    milliseconds), Python work on another thread would hold the scheduler back at each
+    switch of the interpreter's lock, so the writes wait for a pause or for the run's end."""
 
-    def __init__(self, store: Any, pipeline: str, prints: dict[str, Fingerprint],
-                 mapped: Iterable[str] = ()):
-        self.store, self.pipeline, self.prints = store, pipeline, prints
-        self.mapped = frozenset(mapped)  # their items are kept in chunks until they are done
+    def __init__(self, store: Any, pipeline: str, plan: Plan,
+                 prints: dict[str, Fingerprint] | None = None):
+        self.store, self.pipeline, self.plan = store, pipeline, plan
+        # the fingerprints, if made while planning; else the code they need is read now
+        # (the code and globals the run starts with), the rest made on the keeper's thread
+        self.prints: dict[str, Fingerprint] = {} if prints is None else prints
+        self._codes = code_of_stages(plan) if prints is None else None
+        self.on_fingerprints: Callable[[], None] | None = None  # told once they are made
+        self.mapped = frozenset(plan.linked)  # their items are kept in chunks until done
+        self.last_news = 0.0  # when the scheduler last heard from a stage (time.time())
+        self._finishing = False
         self.written: set[str] = set()  # the keys of this run's results: never evicted
         self._writes: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -248,9 +265,16 @@ class Keeper:
 
     def keep(self, name: str, held: Any) -> None:
         """Stage ``name`` is DONE with the result ``held`` (maybe still in its worker)."""
-        fingerprint = self.prints.get(name)
-        if fingerprint is not None:
-            self.write(lambda: self._store(name, held, fingerprint))
+        self.write(lambda: self._store(name, held))
+
+    def fingerprinted(self) -> dict[str, Fingerprint]:
+        """The fingerprints (made here, on the keeper's thread, the first time)."""
+        if self._codes is not None:
+            self.prints.update(fingerprints(self.plan, self._codes))
+            self._codes = None
+            if self.on_fingerprints is not None:
+                self.on_fingerprints()
+        return self.prints
 
     def write(self, work: Callable[[], None]) -> None:
         """Do ``work`` (a write to the store) on the keeper's thread."""
@@ -269,6 +293,7 @@ class Keeper:
 
     def finish(self) -> None:
         """No more results will come: the thread ends once it has stored those given."""
+        self._finishing = True
         with self._lock:
             if self._thread is not None:
                 self._writes.put(None)
@@ -284,6 +309,8 @@ class Keeper:
 
     def _serve(self) -> None:
         while (work := self._writes.get()) is not None:
+            while not self._finishing and time.time() - self.last_news < PAUSE_SECONDS:
+                time.sleep(PAUSE_SECONDS)  # the run is busy: write in a pause, or after
             try:
                 work()
             except Exception as exc:  # a store that fails must not fail the run
@@ -304,7 +331,10 @@ class Keeper:
                 warnings.warn(f"pydags could not keep its stored results under their quota: "
                               f"{type(exc).__name__}: {exc}", stacklevel=1)
 
-    def _store(self, name: str, held: Any, fingerprint: Fingerprint) -> None:
+    def _store(self, name: str, held: Any) -> None:
+        fingerprint = self.fingerprinted().get(name)
+        if fingerprint is None:
+            return  # its code or arguments cannot be fingerprinted
         where = caching.key(self.pipeline, name, fingerprint.digest)
         try:
             if isinstance(held, Remote):

@@ -246,13 +246,17 @@ class Pipeline:
                              cache=cache, persist=persist)
         run = Run(self.name, list(plan.stages), plan.dependencies, scheduler=scheduler,
                   options=options, again=_again(self), notes=start.notes)
-        run.id = journal_run(
+        entry = journal_run(
             run._recorder, origin=self.origin, store=self.store if persist or cache else None,
             options={"num_cores": options.num_cores, "executor": None if executor is None
                      else repr(executor), "fail_fast": fail_fast, "resume": resume,
                      "resumed": start.resumed, "rerun": list(options.rerun), "cache": cache,
                      "persist": persist},
-            prints={n: f.digest for n, f in start.prints.items()}, mapped=set(plan.linked))
+            prints=start.prints, mapped=set(plan.linked))
+        if entry is not None:
+            run.id = entry.id
+            if start.keeper is not None:
+                start.keeper.on_fingerprints = entry.fingerprinted
         if on_event is not None:
             run.subscribe(on_event)
         finished = [old for old in self.runs if old.done()]  # a run going on keeps its own

@@ -182,9 +182,11 @@ class Scheduler:
 
     def _tell(self, news: Started | Printed | Outcome) -> None:
         """Tell the core; if the news is about a job it still wants, record its facts."""
-        core, recorder = self.core, self.recorder
+        core, recorder, now = self.core, self.recorder, time.time()
         batch = core.batches.get(news.name)  # (stage, items, attempt) of a batch of items
-        if not core.tell(news, time.time()):
+        if self.keeper is not None:
+            self.keeper.last_news = now  # it writes in the run's pauses
+        if not core.tell(news, now):
             return
         if batch is None:
             if isinstance(news, Printed):

@@ -35,6 +35,7 @@ from pydags.records import StageRecord
 from pydags.status import STATUSES, SUCCEEDED, StageStatus
 
 BATCH_SECONDS = 0.2  # changes are gathered this long into one transaction
+LINGER_SECONDS = 10.0  # the writer waits this long for the next run before it ends
 FAILED_SHOWN = 1000  # failed items of a map kept with their error
 _DONE = bytes.maketrans(bytes(range(len(STATUSES))),
                         bytes(49 if code in SUCCEEDED else 48 for code in range(len(STATUSES))))
@@ -55,7 +56,7 @@ class Entry:
     """One run being journaled: what changed since the scribe last wrote it."""
 
     def __init__(self, run_id: str, recorder: Recorder, *, origin: str, options: dict,
-                 store: Any, prints: dict[str, str], mapped: set[str]):
+                 store: Any, prints: dict[str, Any], mapped: set[str]):
         self.id, self.recorder, self.prints = run_id, recorder, prints
         self.file = journal.path()  # where it is journaled, whatever PYDAGS_HOME says later
         self.origin, self.options, self.mapped = origin, options, mapped
@@ -156,7 +157,17 @@ class Entry:
         return (self.id, record.name, record.status.value, record.queued, record.start,
                 record.end, record.worker, error.kind.value if error else None,
                 error.message if error else None, error.traceback if error else None,
-                record.output, record.cache, self.prints.get(record.name), self.version)
+                record.output, record.cache, _digest(self.prints.get(record.name)),
+                self.version)
+
+    def fingerprinted(self) -> None:
+        """The stages' fingerprints were made after the run began: write them too."""
+        self.dirty |= set(self.prints)
+        _SCRIBE.add(self)
+
+
+def _digest(fingerprint: Any) -> str | None:
+    return None if fingerprint is None else fingerprint.digest
 
 
 def _counts(recorder: Recorder) -> dict[StageStatus, int]:
@@ -207,16 +218,19 @@ class Scribe:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._broken = False
+        self._exit_hooked = False
 
     def add(self, entry: Entry) -> None:
         """Journal this run from now on."""
         if self._broken:
             return
         with self._lock:
-            self.entries.append(entry)
-            if self._thread is None or not self._thread.is_alive():
-                if self._thread is None:
+            if entry not in self.entries:
+                self.entries.append(entry)
+            if self._thread is None:
+                if not self._exit_hooked:
                     atexit.register(self.flush)
+                    self._exit_hooked = True
                 self._thread = threading.Thread(target=copy_context().run, args=(self._serve,),
                                                 name="pydags-journal", daemon=True)
                 self._thread.start()
@@ -241,9 +255,10 @@ class Scribe:
     def _serve(self) -> None:
         dbs: dict[Path, sqlite3.Connection] = {}
         try:
-            while self.entries or self._asked > self._done:
-                self._wake.wait(journal.HEARTBEAT_SECONDS)
-                if self._asked <= self._done:
+            idle_since = time.monotonic()
+            while True:
+                woken = self._wake.wait(journal.HEARTBEAT_SECONDS)
+                if woken and self._asked <= self._done:
                     time.sleep(BATCH_SECONDS)  # gather changes into one transaction
                 self._wake.clear()
                 with self._passes:
@@ -252,12 +267,18 @@ class Scribe:
                 with self._passes:
                     self._done = asked
                     self._passes.notify_all()
+                with self._lock:  # decided under the lock add() takes: no entry is missed
+                    if self.entries or woken:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > LINGER_SECONDS:
+                        self._thread = None  # the next run starts another
+                        return
         except Exception as exc:  # journaling is never why a run fails
-            self._broken = True
+            with self._lock:
+                self._broken, self._thread = True, None
+                self.entries.clear()
             warnings.warn(f"pydags: runs are not journaled: {exc}", stacklevel=1)
         finally:
-            with self._lock:
-                self.entries.clear()
             for db in dbs.values():
                 db.close()
             with self._passes:
@@ -297,15 +318,14 @@ _SCRIBE = Scribe()
 
 
 def journal_run(recorder: Recorder, *, origin: str, options: dict, store: Any,
-                prints: dict[str, str], mapped: set[str]) -> str | None:
-    """Journal the run ``recorder`` records, from its start; returns its id (None when
-    journaling is off or the journal cannot be opened: said once, in a warning)."""
+                prints: dict[str, Any], mapped: set[str]) -> Entry | None:
+    """Journal the run ``recorder`` records, from its start (``prints``: the stages'
+    fingerprints, maybe filled later); None when journaling is off or the journal cannot
+    be opened (said once, in a warning)."""
     if not enabled() or _SCRIBE._broken:
         return None
-    run_id = new_id()
-    Entry(run_id, recorder, origin=origin, options=options, store=store, prints=prints,
-          mapped=mapped)  # written from the run's start on
-    return run_id
+    return Entry(new_id(), recorder, origin=origin, options=options, store=store,
+                 prints=prints, mapped=mapped)  # written from the run's start on
 
 
 def flush() -> None:
