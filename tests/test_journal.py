@@ -328,3 +328,13 @@ def test_history_lists_ten_thousand_runs_newest_first(home):
     runs = history()  # its speed: tests/benchmarks/bench_journal.py
     assert len(runs) == 10_000 and runs["id"][0] == "r09999"
     assert list(history("p3", limit=2)["id"]) == ["r09999", "r09992"]
+
+
+def test_the_live_view_shows_a_stages_times_in_recent_runs(home):
+    pipeline = Pipeline("timed", [total(load())])
+    first, second = pipeline.start(), pipeline.start()
+    view = pipeline.widget()
+    assert view.drawn.wait(60)
+    recent = view.recent["total"]
+    assert [run_id for run_id, _ in recent] == [first.id, second.id]
+    assert all(seconds >= 0 for _, seconds in recent)

@@ -244,6 +244,11 @@ function render({ model, el: root }) {
     if (stage.attempts > 1) rows.push(` · ${stage.attempts} attempts`);
     if (stage.cache) rows.push(` · ${stage.cache}`);
     const body = [el("div", { class: "pydags-inspector-head" }, ...rows)];
+    const recent = model.get("recent")[chosen];
+    if (recent && recent.length) {  // its times in the pipeline's last runs, from the journal
+      body.push(el("div", { class: "pydags-recent" },
+                   `recent runs: ${recent.map(([, took]) => seconds(took)).join(" · ")}`));
+    }
     if (model.get("items")[chosen]) body.push(...itemsPanel(chosen));
     if (stage.error) body.push(el("div", {}, el("b", {}, "traceback")), el("pre", {}, stage.error));
     if (stage.output) body.push(el("div", {}, el("b", {}, "output")), el("pre", {}, stage.output));
@@ -406,6 +411,7 @@ function render({ model, el: root }) {
   buttons.zoom_out.addEventListener("click", () => { zoom /= 1.25; applyZoom(); });
 
   model.on("change:svg", drawDag);
+  model.on("change:recent", () => { shown = ""; inspect(); });
   model.on("change:stages", () => { recolour(); header_(); autoChoose(); drawTimeline(); });
   model.on("change:bars", drawTimeline);
   model.on("change:items", () => { recolour(); if (chosen && model.get("items")[chosen]) inspect(); });

@@ -55,6 +55,7 @@ class PipelineWidget(anywidget.AnyWidget):
     items = traitlets.Dict().tag(sync=True)
     clock = traitlets.Dict().tag(sync=True)
     headline = traitlets.Unicode("").tag(sync=True)  # "4/6 done · 1 failed", during a run
+    recent = traitlets.Dict().tag(sync=True)  # stage -> [run id, seconds] of recent runs
     state = traitlets.Unicode("idle").tag(sync=True)
     actions = traitlets.Bool(True).tag(sync=True)
     blocking = traitlets.Bool(False).tag(sync=True)  # the run shown holds the kernel
@@ -89,7 +90,9 @@ class PipelineWidget(anywidget.AnyWidget):
 
     def _draw(self) -> None:
         self.svg = Drawing(self.pipeline.graph, legend="all").svg()
+        self.recent = recent_times(self.pipeline.name)
         self.drawn.set()
+
 
     # --- driving runs ---------------------------------------------------------
     def attach(self, run: Run) -> None:
@@ -256,6 +259,19 @@ class PipelineWidget(anywidget.AnyWidget):
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         data["text/plain"] = self.summary()
         return bundle
+
+
+def recent_times(pipeline: str) -> dict[str, list[tuple[str, float]]]:
+    """Each stage's seconds in the pipeline's last finished runs, as the journal has them
+    (none when it cannot be read: the view goes on without)."""
+    from pydags import journal
+    from pydags.scribe import reading
+
+    try:
+        with reading() as db:
+            return journal.recent_times(db, pipeline)
+    except Exception:
+        return {}
 
 
 def _sent(bar: Bar) -> list[Any]:
