@@ -338,3 +338,54 @@ def test_the_live_view_shows_a_stages_times_in_recent_runs(home):
     recent = view.recent["total"]
     assert [run_id for run_id, _ in recent] == [first.id, second.id]
     assert all(seconds >= 0 for _, seconds in recent)
+
+
+WATCHED = '''
+import time
+from pydags import Pipeline, stage
+
+@stage
+def nap(i, *upstream):
+    time.sleep(0.3)
+    return i
+
+first = [nap(i).named(f"nap_{i}") for i in range(4)]
+watched = Pipeline("watched", [nap(9, *first).named("last")])
+'''
+
+
+def test_watch_in_a_kernel_follows_a_pydags_run_elsewhere_to_the_end(home):
+    import nbformat
+    from nbclient import NotebookClient
+
+    (home / "flows.py").write_text(WATCHED)
+    cells = [f"""
+import json, subprocess, sys, time
+import pydags
+from pydags.views.widget import PipelineWidget
+
+shown = []  # the live view watch() shows
+show = PipelineWidget.show
+PipelineWidget.show = lambda view: (shown.append(view), show(view))
+driver = subprocess.Popen([sys.executable, "-m", "pydags.views.cli", "run",
+                           {str(home / "flows.py")!r}, "--cores", "2"])
+deadline = time.monotonic() + 120
+while not len(pydags.history("watched")) and time.monotonic() < deadline:
+    time.sleep(0.05)
+""", """
+run = pydags.watch("watched")
+driver.wait(timeout=120)
+print(json.dumps({"state": run.state, "view": {n: s["status"] for n, s in
+                                               shown[0].stages.items()}}))
+"""]
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(c) for c in cells],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}})
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(home)}}).execute()
+    printed = [o["text"] for o in notebook.cells[1].outputs if o.get("name") == "stdout"]
+    said = json.loads(printed[-1])
+    assert said["state"] == "ok"
+    assert said["view"] == {name: "done" for name in ("nap_0", "nap_1", "nap_2", "nap_3",
+                                                      "last")}
