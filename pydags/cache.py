@@ -50,6 +50,7 @@ def cached_results(store: Any, pipeline: str, prints: dict[str, Fingerprint],
         except UnreadableKey as exc:
             warnings.warn(f"stage {name!r} runs again: its cached result {exc}", stacklevel=3)
             notes[name] = "runs again: its cached result could not be read"
+            store.delete(key(pipeline, name, fingerprint.digest))  # its new one goes there
             continue
         before = last(store, pipeline, name)
         if before is None:

@@ -21,11 +21,11 @@ import contextlib
 import dataclasses
 import itertools
 import os
-import queue
 import threading
 import time
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import copy_context
 from dataclasses import dataclass, field
@@ -159,7 +159,15 @@ def _from_journal(pipeline: str, plan: Plan, store: Any, resume: bool | str,
             notes[name] = f"runs: it was not in run {run_id}"
         elif fingerprint is not None and key in store:  # also if the journal had not heard
             # of its end yet when the run's driver died: its result was stored all the same
-            results[name] = _stored(store, key, mapped=name in plan.linked)
+            try:
+                results[name] = _stored(store, key, mapped=name in plan.linked)
+            except UnreadableKey as exc:
+                warnings.warn(f"stage {name!r} runs again: its stored result {exc}",
+                              stacklevel=4)
+                store.delete(key)
+                notes[name] = "runs again: its stored result could not be read"
+                running.add(name)
+                continue
             notes[name] = f"resumed: it succeeded in run {run_id}, unchanged since"
             continue
         elif not succeeded:
@@ -209,8 +217,10 @@ class PersistedItems:
         for chunk in self.store.keys(prefix):
             try:
                 found.update((i, v) for i, v in self.store.get(chunk) if i < count)
-            except (KeyError, UnreadableKey, TypeError, ValueError):
-                continue  # a chunk cut short: its items run again
+            except KeyError:
+                continue
+            except (UnreadableKey, TypeError, ValueError):  # cut short: its items run again
+                self.store.delete(chunk)
         return found
 
     def keep(self, name: str, values: list[Any], done: Sequence[int]) -> None:
@@ -256,9 +266,11 @@ class Keeper:
         self.on_fingerprints: Callable[[], None] | None = None  # told once they are made
         self.mapped = frozenset(plan.linked)  # their items are kept in chunks until done
         self.last_news = 0.0  # when the scheduler last heard from a stage (time.time())
-        self._finishing = False
         self.written: set[str] = set()  # the keys of this run's results: never evicted
-        self._writes: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        # writes to do, in order (None: no more); appended on the scheduler's thread at
+        # the cost of a deque's append, the thread woken only when it may be asleep
+        self._writes: deque[Callable[[], None] | None] = deque()
+        self._more = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._writers: set[Any] = set()  # workers writing results they keep
@@ -289,14 +301,16 @@ class Keeper:
                     target=copy_context().run, args=(self._serve,),
                     name=f"pydags-keeper-{self.pipeline}", daemon=True)
                 self._thread.start()
-        self._writes.put(work)
+        self._writes.append(work)
+        if not self._more.is_set():
+            self._more.set()
 
     def finish(self) -> None:
         """No more results will come: the thread ends once it has stored those given."""
-        self._finishing = True
         with self._lock:
             if self._thread is not None:
-                self._writes.put(None)
+                self._writes.append(None)
+                self._more.set()
 
     def close(self) -> None:
         """Wait until every result given is stored."""
@@ -308,9 +322,7 @@ class Keeper:
         _keepers.discard(self)
 
     def _serve(self) -> None:
-        while (work := self._writes.get()) is not None:
-            while not self._finishing and time.time() - self.last_news < PAUSE_SECONDS:
-                time.sleep(PAUSE_SECONDS)  # the run is busy: write in a pause, or after
+        while (work := self._next()) is not None:
             try:
                 work()
             except Exception as exc:  # a store that fails must not fail the run
@@ -331,11 +343,32 @@ class Keeper:
                 warnings.warn(f"pydags could not keep its stored results under their quota: "
                               f"{type(exc).__name__}: {exc}", stacklevel=1)
 
+    def _touch(self, key: str) -> None:
+        touch = getattr(self.store, "touch", None)
+        if touch is not None:
+            touch(key)  # recently used: the last to be evicted
+
+    def _next(self) -> Callable[[], None] | None:
+        """The next write, once the run leaves time for it."""
+        while not self._writes:
+            self._more.wait()
+            self._more.clear()
+        while time.time() - self.last_news < PAUSE_SECONDS:
+            time.sleep(PAUSE_SECONDS)  # the run is busy: write in a pause, or after it
+        return self._writes.popleft()
+
     def _store(self, name: str, held: Any) -> None:
         fingerprint = self.fingerprinted().get(name)
         if fingerprint is None:
             return  # its code or arguments cannot be fingerprinted
         where = caching.key(self.pipeline, name, fingerprint.digest)
+        last = caching.key(self.pipeline, name, "last")
+        if where in self.store:  # kept by an earlier run: the same inputs give the same result
+            self._touch(where)
+            self.written.add(where)
+            if caching.last(self.store, self.pipeline, name) != dataclasses.asdict(fingerprint):
+                self.store.set(last, dataclasses.asdict(fingerprint))
+            return
         try:
             if isinstance(held, Remote):
                 writer = held.store_in(self.store, where)  # by the worker keeping it, if any
@@ -348,7 +381,7 @@ class Keeper:
                           f"resume from it or reuse it): {exc}", stacklevel=1)
             return
         self.written.add(where)
-        self.store.set(caching.key(self.pipeline, name, "last"), dataclasses.asdict(fingerprint))
+        self.store.set(last, dataclasses.asdict(fingerprint))
         if name in self.mapped:  # its items' chunks are no longer needed
             for chunk in self.store.keys(caching.key(self.pipeline, name,
                                                      f"chunk-{fingerprint.digest[:32]}-")):

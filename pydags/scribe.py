@@ -35,6 +35,7 @@ from pydags.records import StageRecord
 from pydags.status import STATUSES, SUCCEEDED, StageStatus
 
 BATCH_SECONDS = 0.2  # changes are gathered this long into one transaction
+BUSY_SECONDS = 1.0  # while runs are busy, they are written this often
 LINGER_SECONDS = 10.0  # the writer waits this long for the next run before it ends
 FAILED_SHOWN = 1000  # failed items of a map kept with their error
 _DONE = bytes.maketrans(bytes(range(len(STATUSES))),
@@ -64,7 +65,8 @@ class Entry:
             self.store = cloudpickle.dumps(store) if store is not None else None
         except Exception:
             self.store = None
-        self.dirty: set[str] = set(recorder.records)
+        self.dirty: set[str] = set()  # every stage is written once the run ends
+        self.heard = 0.0  # when a stage last changed (time.time())
         self.written = False
         self.finished = False
         self.version = 0
@@ -74,19 +76,21 @@ class Entry:
 
     def _changed(self, event: Any) -> None:
         self.dirty.add(event.stage)
+        self.heard = event.time
         _SCRIBE.wake()
 
     def _finished(self, _: Any) -> None:
         # what the journal is still to be told, copied: the run's results are let go with it
         recorder = self.recorder
         final = Recorder(recorder.pipeline, [], recorder.dependencies)
-        with recorder.lock:
-            final.records = {n: r.copy() for n, r in recorder.records.items()}
+        with recorder.lock:  # the records change no more: only the maps' copies hold results
+            final.records = dict(recorder.records)
             final.items = {n: i.copy() for n, i in recorder.items.items()}
         for items in final.items.values():
             items.values = []
         final.started, final.ended = recorder.started, recorder.ended
         final.interrupted = recorder.interrupted
+        self.dirty |= set(final.records)  # first: whoever sees it finished writes them
         self.recorder, self.finished = final, True
         _SCRIBE.wake()
 
@@ -255,15 +259,22 @@ class Scribe:
     def _serve(self) -> None:
         dbs: dict[Path, sqlite3.Connection] = {}
         try:
-            idle_since = time.monotonic()
+            idle_since = written = time.monotonic()
             while True:
                 woken = self._wake.wait(journal.HEARTBEAT_SECONDS)
                 if woken and self._asked <= self._done:
                     time.sleep(BATCH_SECONDS)  # gather changes into one transaction
+                    # while stages change in quick succession, Python work here would hold
+                    # the scheduler back at each switch of the interpreter's lock: write in
+                    # a pause of the runs, or once a second
+                    while (self._asked <= self._done and self._busy()
+                           and time.monotonic() - written < BUSY_SECONDS):
+                        time.sleep(BATCH_SECONDS / 4)
                 self._wake.clear()
                 with self._passes:
                     asked = self._asked
                 self._pass(dbs)
+                written = time.monotonic()
                 with self._passes:
                     self._done = asked
                     self._passes.notify_all()
@@ -284,6 +295,11 @@ class Scribe:
             with self._passes:
                 self._done = self._asked
                 self._passes.notify_all()
+
+    def _busy(self) -> bool:
+        now = time.time()
+        return any(not e.finished and now - e.heard < BATCH_SECONDS / 4
+                   for e in list(self.entries))
 
     def _pass(self, dbs: dict[Path, sqlite3.Connection]) -> None:
         entries = list(self.entries)
