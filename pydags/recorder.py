@@ -65,6 +65,8 @@ class Recorder:
         self.ended: float | None = None
         self.interrupted: BaseException | None = None  # by Ctrl-C or an error of pydags'
         self.finished = threading.Event()
+        self.changed: set[str] = set()  # stages whose status changed, for the journal to take
+        self.heard = 0.0  # when a stage's status last changed
         self.run: Callable[[], Any] = lambda: None  # the handle (weakly) that start and
         # finish subscribers are called with
         self._on_start: list[RunSubscriber] = []
@@ -171,6 +173,8 @@ class Recorder:
             elif was and not finished:
                 self.left += 1  # it runs again: its result was lost
             record.status = status
+            self.changed.add(name)
+            self.heard = now
             if status is StageStatus.QUEUED and record.queued is None:
                 record.queued = now
             if error is not None:

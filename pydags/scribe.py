@@ -11,6 +11,7 @@ the run.
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import os
 import re
@@ -65,19 +66,18 @@ class Entry:
             self.store = cloudpickle.dumps(store) if store is not None else None
         except Exception:
             self.store = None
-        self.dirty: set[str] = set()  # every stage is written once the run ends
-        self.heard = 0.0  # when a stage last changed (time.time())
+        self.dirty: set[str] = set()  # stages to write again (all of them once it ends)
         self.written = False
         self.finished = False
         self.version = 0
         self.map_versions: dict[str, int] = {}
-        recorder.subscribe(self._changed, on_start=lambda _: _SCRIBE.add(self),
-                           on_finish=self._finished)
+        # what changes, the scribe takes from the recorder: no call per change
+        recorder.subscribe(on_start=lambda _: _SCRIBE.add(self), on_finish=self._finished)
 
-    def _changed(self, event: Any) -> None:
-        self.dirty.add(event.stage)
-        self.heard = event.time
-        _SCRIBE.wake()
+    @property
+    def heard(self) -> float:
+        """When a stage's status last changed."""
+        return self.recorder.heard
 
     def _finished(self, _: Any) -> None:
         # what the journal is still to be told, copied: the run's results are let go with it
@@ -85,11 +85,11 @@ class Entry:
         final = Recorder(recorder.pipeline, [], recorder.dependencies)
         with recorder.lock:  # the records change no more: only the maps' copies hold results
             final.records = dict(recorder.records)
-            final.items = {n: i.copy() for n, i in recorder.items.items()}
+            final.items = {n: copy.copy(i) for n, i in recorder.items.items()}
         for items in final.items.values():
-            items.values = []
+            items.values = []  # its arrays shared: they change no more either
         final.started, final.ended = recorder.started, recorder.ended
-        final.interrupted = recorder.interrupted
+        final.interrupted, final.heard = recorder.interrupted, recorder.heard
         self.dirty |= set(final.records)  # first: whoever sees it finished writes them
         self.recorder, self.finished = final, True
         _SCRIBE.wake()
@@ -119,6 +119,8 @@ class Entry:
                         len(recorder.records), json.dumps(graph)))
         self.version += 1
         with recorder.lock:
+            dirty |= recorder.changed
+            recorder.changed = set()
             records = [recorder.records[name].copy() for name in dirty]
             maps = [(name, items.version, items.count, bytes(items.status), items.counts(),
                      sorted(items.errors.items())[:FAILED_SHOWN])
@@ -260,16 +262,15 @@ class Scribe:
         dbs: dict[Path, sqlite3.Connection] = {}
         try:
             idle_since = written = time.monotonic()
-            while True:
-                woken = self._wake.wait(journal.HEARTBEAT_SECONDS)
-                if woken and self._asked <= self._done:
-                    time.sleep(BATCH_SECONDS)  # gather changes into one transaction
-                    # while stages change in quick succession, Python work here would hold
-                    # the scheduler back at each switch of the interpreter's lock: write in
-                    # a pause of the runs, or once a second
-                    while (self._asked <= self._done and self._busy()
-                           and time.monotonic() - written < BUSY_SECONDS):
-                        time.sleep(BATCH_SECONDS / 4)
+            while True:  # a pass every BATCH_SECONDS while runs go on, at once when asked
+                woken = self._wake.wait(BATCH_SECONDS if self.entries
+                                        else journal.HEARTBEAT_SECONDS)
+                # while stages change in quick succession, Python work here would hold the
+                # scheduler back at each switch of the interpreter's lock: write in a pause
+                # of the runs, or once a second
+                while (self._asked <= self._done and self._busy()
+                       and time.monotonic() - written < BUSY_SECONDS):
+                    time.sleep(BATCH_SECONDS / 4)
                 self._wake.clear()
                 with self._passes:
                     asked = self._asked
