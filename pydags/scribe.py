@@ -109,7 +109,8 @@ class Entry:
                finished: bool) -> None:
         now = time.time()
         if not self.written:
-            graph = {"dependencies": {n: sorted(d) for n, d in recorder.dependencies.items()},
+            graph = {"dependencies": {n: sorted(recorder.dependencies.get(n, ()))  # in order
+                                      for n in recorder.records},
                      "mapped": sorted(self.mapped)}
             db.execute("INSERT OR REPLACE INTO runs (id, pipeline, origin, options, store, "
                        "host, pid, started, heartbeat, state, stages, graph, version) VALUES "

@@ -389,3 +389,21 @@ print(json.dumps({"state": run.state, "view": {n: s["status"] for n, s in
     assert said["state"] == "ok"
     assert said["view"] == {name: "done" for name in ("nap_0", "nap_1", "nap_2", "nap_3",
                                                       "last")}
+
+
+def test_pydags_watch_in_a_terminal_follows_a_run_to_its_table(home):
+    (home / "flows.py").write_text(WATCHED)
+    environ = dict(env(home), COLUMNS="200")
+    driver = subprocess.Popen([sys.executable, "-m", "pydags.views.cli", "run",
+                               str(home / "flows.py"), "--cores", "2"], env=environ,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: len(history("watched")), "the run to be journaled")
+    watched = subprocess.run([sys.executable, "-m", "pydags.views.cli", "watch", "watched"],
+                             env=environ, capture_output=True, text=True, timeout=120)
+    assert driver.wait(timeout=120) == 0, driver.stderr.read()
+    assert watched.returncode == 0, watched.stderr
+    (run_id,) = history("watched")["id"]
+    assert f"run {run_id} of 'watched': ok" in watched.stdout
+    rows = [line.split("│")[1:3] for line in watched.stdout.splitlines() if "│" in line]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        [name, "done"] for name in ("nap_0", "nap_1", "nap_2", "nap_3", "last")]
