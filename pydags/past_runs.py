@@ -47,6 +47,9 @@ def load_run(run_id: str) -> Run:
     """The journaled run ``run_id`` (or the one whose id starts so), read-only: statuses,
     records, outputs, errors, timeline; its results are read from the store they were
     persisted to when read."""
+    from pydags.known import settle
+
+    settle()  # this process's runs: their results stored, their fingerprints journaled
     with reading() as db:
         row = journal.run_row(db, run_id)
         run = _shell(row)
