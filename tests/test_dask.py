@@ -280,3 +280,13 @@ def test_two_overlapping_runs_on_the_cluster_each_end_with_their_own_results(cli
     for run in (first, second):
         run.wait()
         assert run.results == {"wait_for_file": True, "echo": True}, run.errors
+
+
+def test_a_run_on_the_cluster_is_journaled_and_resumed_from_its_persisted_results(client):
+    first = Pipeline("durable", [total(clean(load()))]).start(executor=client)
+    again = Pipeline("durable", [total(clean(load()))]).start(executor=client,
+                                                             resume=first.id)
+    assert set(again.status.values()) == {StageStatus.CACHED}
+    assert again.results["total"] == first.results["total"] == 6
+    assert again.stage_records["total"].cache.startswith(f"resumed: it succeeded in run "
+                                                         f"{first.id}")
