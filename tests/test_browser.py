@@ -320,7 +320,10 @@ def test_a_saved_notebook_reopened_shows_each_runs_dag_and_no_widget_error(page,
     page.wait_for_selector(dags, timeout=60_000)
     page.wait_for_function(f"() => [...document.querySelectorAll(\"{dags}\")]"
                            ".every(i => i.complete && i.naturalWidth > 300)", timeout=60_000)
-    # the text of every cell, those JupyterLab has not laid out below the fold too
+    # the text of every cell, those JupyterLab has not laid out below the fold too, once
+    # it has rendered both reports' headers (on a busy machine, a moment after the images)
+    page.wait_for_function("() => document.querySelector('.jp-Notebook').textContent"
+                           ".split('6/6 done').length === 3", timeout=60_000)
     text = page.eval_on_selector(".jp-Notebook", "notebook => notebook.textContent")
     assert "model not found" not in text and "Error displaying widget" not in text
     assert len(page.query_selector_all(dags)) == 2 and text.count("6/6 done") == 2
