@@ -85,6 +85,10 @@ def known(pipeline: str, plan: Plan, store: Any, *, last: Any = None,
         store.check()
     if cache or journaled:  # looked up now
         found.prints = fingerprints(plan)
+    if persist:
+        from pydags.quota import quota
+
+        quota()  # a PYDAGS_QUOTA it cannot read is said now, before anything runs
     if cache or persist:  # else made by the keeper, from the code as it is now
         found.keeper = Keeper(store, pipeline, plan, found.prints if cache or journaled
                               else None)

@@ -230,6 +230,9 @@ class Pipeline:
                 "module: that module starts a pipeline when imported. Put the code that starts "
                 "it under `if __name__ == \"__main__\":` (or in a function)")
         cores = check_cores(num_cores)
+        if not isinstance(resume, (bool, str)):
+            raise TypeError(f"resume is True (the last run), False, or the id of a journaled "
+                            f"run (see pipeline.history()), not {resume!r}")
         if not len(self):
             raise ValueError(f"pipeline {self.name!r} has no stages; add some with add_stages()")
         plan = self._plan()

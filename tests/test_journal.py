@@ -407,3 +407,14 @@ def test_pydags_watch_in_a_terminal_follows_a_run_to_its_table(home):
     rows = [line.split("│")[1:3] for line in watched.stdout.splitlines() if "│" in line]
     assert [[cell.strip() for cell in row] for row in rows] == [
         [name, "done"] for name in ("nap_0", "nap_1", "nap_2", "nap_3", "last")]
+
+
+def test_bad_resume_and_quota_values_are_clear_errors_before_anything_runs(home,
+                                                                           monkeypatch):
+    pipeline = Pipeline("strict", [load()])
+    with pytest.raises(TypeError, match=r"resume is True .* not 3"):
+        pipeline.start(resume=3)
+    monkeypatch.setenv("PYDAGS_QUOTA", "lots")
+    with pytest.raises(ValueError, match="PYDAGS_QUOTA='lots': give bytes, or a size"):
+        pipeline.start()
+    assert len(history()) == 0  # nothing ran
