@@ -55,6 +55,9 @@ def load_run(run_id: str) -> Run:
         run = _shell(row)
         _read(db, run, row, since=(0, 0))
     _finish(run, row)
+    if _store(row) is None:
+        run.drop_results(f"run {row['id']} of {row['pipeline']!r} kept no results (it was "
+                         "started with persist=False)")
     return run
 
 

@@ -200,6 +200,8 @@ def test_persist_off_keeps_nothing(home, monkeypatch):
     settle()
     assert DiskStore().keys("pydags-cache/") == []
     assert len(history()) == 2  # journaled all the same
+    with pytest.raises(RuntimeError, match=r"kept no results .*persist=False"):
+        load_run(history()["id"][0]).results  # noqa: B018
 
 
 def test_the_quota_evicts_the_least_recently_used_but_never_the_latest_run(home,
