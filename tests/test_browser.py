@@ -24,6 +24,14 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-component-update", "--no-first-run"]
 
 NOTEBOOKS = {
+    # a pipeline run twice, then its live view: the inspector shows the runs' times
+    "recent": """
+from pydags.examples import tutorial
+pipeline = tutorial.build()
+for _ in range(2):
+    pipeline.start(num_cores=2, show=False)
+pipeline.widget()
+""",
     # 100 stages, a blocking run on 2 cores
     "big": """
 import time
@@ -217,6 +225,19 @@ def test_the_stage_chosen_stays_in_the_inspector_and_its_state_is_live(page, lab
     page.wait_for_function(  # no other click: it follows the stage through its run
         f"() => /step_60 · done/.test(document.querySelector({json.dumps(head)}).innerText)",
         timeout=120_000)
+
+
+def test_the_inspector_shows_a_stages_times_in_the_pipelines_recent_runs(page, lab):
+    open_and_run_all(page, lab, "recent.ipynb")
+    ready_view(page)
+    page.click(".pydags-view g[id='pydags-stage:stage_2']")
+    recent = ".pydags-view .pydags-recent"
+    page.wait_for_selector(recent, timeout=60_000)
+    said = page.inner_text(recent)
+    assert re.fullmatch(r"recent runs: 00:0\d\.\d · 00:0\d\.\d", said), said
+    shots = os.environ.get("PYDAGS_SCREENSHOTS")
+    if shots:
+        page.screenshot(path=str(Path(shots) / "recent_runs.png"))
 
 
 def test_a_blocking_run_stays_clickable_and_its_clock_ticks(page, lab, tmp_path):
