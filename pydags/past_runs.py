@@ -88,11 +88,17 @@ def watch(target: str, *, block: bool = True, show: bool | None = None) -> Run:
     recorder = run._recorder
     recorder.mark_started()
     recorder.started = row["started"]
-    follower = threading.Thread(target=copy_context().run, args=(_follow, run, row["id"]),
+    stop = threading.Event()
+    follower = threading.Thread(target=copy_context().run,
+                                args=(_follow, run, row["id"], stop),
                                 name=f"pydags-watch-{row['id']}", daemon=True)
     follower.start()
     if block:
-        recorder.finished.wait()
+        try:
+            recorder.finished.wait()
+        except KeyboardInterrupt:  # stop watching: the run goes on where it runs
+            stop.set()
+            raise
     return run
 
 
@@ -113,19 +119,23 @@ class Watched:
         return self.graph.number_of_nodes()
 
 
-def _follow(run: Run, run_id: str) -> None:
-    seen = (0, 0)
-    while True:
+def _follow(run: Run, run_id: str, stop: threading.Event) -> None:
+    seen, heard = (0, 0), time.monotonic()
+    while not stop.wait(WATCH_SECONDS):
         try:
             with reading() as db:
                 row = journal.run_row(db, run_id)
                 seen = _read(db, run, row, since=seen)
+            heard = time.monotonic()
         except Exception:  # the journal is being moved aside, say: read it again soon
-            row = None
-        if row is not None and journal.state(row) != "running":
+            if time.monotonic() - heard < journal.DEAD_SECONDS:
+                continue
+            run.journaled = "interrupted"  # gone from the journal: nothing more to follow
+            run._recorder.mark_finished()
+            return
+        if journal.state(row) != "running":
             _finish(run, row)
             return
-        time.sleep(WATCH_SECONDS)
 
 
 def _shell(row: Any) -> Run:
