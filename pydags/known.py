@@ -75,8 +75,7 @@ def known(pipeline: str, plan: Plan, store: Any, *, last: Any = None,
     them; with ``cache``, those stored under the stages' fingerprints. With ``persist`` (or
     ``cache``) its new results are stored under their fingerprints."""
     found = Known()
-    journaled = resume is not False and resume is not None and (
-        isinstance(resume, str) or last is None)
+    journaled = bool(resume) and (isinstance(resume, str) or last is None)
     if resume and not journaled:
         found.results, found.items = _resumed(pipeline, plan, last, rerun)
     if cache or journaled:
