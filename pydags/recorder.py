@@ -98,7 +98,7 @@ class Recorder:
     # --- the run --------------------------------------------------------------------------
     def mark_started(self) -> None:
         """The run begins: tell the ``on_start`` subscribers."""
-        self.started = time.time()
+        self.started = self.heard = time.time()  # busy from the start: stages go out
         self._notify(self._on_start, self.run())
 
     def mark_finished(self, interrupted: BaseException | None = None) -> None:

@@ -2,7 +2,7 @@
 
 The same runs with the journal and persisted results on (the default) and off
 (``PYDAGS_JOURNAL=0``, ``persist=False``), round by round so each round sees the same
-machine load, on 2 cores with warm workers; medians of 7 rounds:
+machine load, on 2 cores with warm workers; medians of 15 rounds:
 
 - 2,000 trivial stages in a random DAG: on at most 1.05x off;
 - a map of 100,000 trivial items: on at most 1.05x off;
@@ -31,7 +31,7 @@ from pydags.known import settle
 from pydags.past_runs import history
 from pydags.scribe import flush, reading
 
-ROUNDS = 7
+ROUNDS = 15
 
 
 def trivial(*upstream):
