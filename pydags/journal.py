@@ -55,7 +55,6 @@ SCHEMA = [  # one script per version; a database is brought up to date in order
     """,
 ]
 VERSION = len(SCHEMA)
-FINAL_STATES = ("ok", "failed", "cancelled", "interrupted")
 
 
 class JournalError(Exception):

@@ -198,11 +198,6 @@ def done_ranges(status: bytes) -> list[list[int]]:
     return [[m.start(), m.end()] for m in _RUNS.finditer(status.translate(_DONE))]
 
 
-def done_items(ranges: list[list[int]]) -> set[int]:
-    """The items ``done_ranges`` lists."""
-    return {i for first, stop in ranges for i in range(first, stop)}
-
-
 def item_status(count: int, ranges: list[list[int]], failed: list[list[Any]]) -> Items:
     """A map's items as the journal tells them: done, failed, the rest pending."""
     items = Items(count)
