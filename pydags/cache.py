@@ -41,8 +41,7 @@ def cached_results(store: Any, pipeline: str, prints: dict[str, Fingerprint],
         try:
             where = key(pipeline, name, fingerprint.digest)
             found[name] = store.get(where)
-            if hasattr(store, "touch"):
-                store.touch(where)  # recently used: the last to be evicted
+            touch(store, where)
             notes[name] = "cached: code, arguments and upstream unchanged"
             continue
         except KeyError:
@@ -58,6 +57,13 @@ def cached_results(store: Any, pipeline: str, prints: dict[str, Fingerprint],
         else:
             notes[name] = f"runs again: {why(fingerprint, before, set())}"
     return found, notes
+
+
+def touch(store: Any, where: str) -> None:
+    """Mark a stored result as used now, in a store that keeps a quota (the least recently
+    used are evicted first)."""
+    if hasattr(store, "touch"):
+        store.touch(where)
 
 
 def last(store: Any, pipeline: str, name: str) -> dict[str, Any] | None:

@@ -187,9 +187,7 @@ def _from_journal(pipeline: str, plan: Plan, store: Any, resume: bool | str,
 
 def _stored(store: Any, key: str, *, mapped: bool) -> Any:
     """A persisted result: read when needed (a map's list now: its items are counted)."""
-    touch = getattr(store, "touch", None)
-    if touch is not None:
-        touch(key)  # recently used: the last to be evicted
+    caching.touch(store, key)
     return store.get(key) if mapped else Stored(store, key)
 
 
@@ -346,11 +344,6 @@ class Keeper:
                 warnings.warn(f"pydags could not keep its stored results under their quota: "
                               f"{type(exc).__name__}: {exc}", stacklevel=1)
 
-    def _touch(self, key: str) -> None:
-        touch = getattr(self.store, "touch", None)
-        if touch is not None:
-            touch(key)  # recently used: the last to be evicted
-
     def _next(self) -> Callable[[], None] | None:
         """The next write, once the run leaves time for it."""
         while not self._writes:
@@ -367,7 +360,7 @@ class Keeper:
         where = caching.key(self.pipeline, name, fingerprint.digest)
         last = caching.key(self.pipeline, name, "last")
         if where in self.store:  # kept by an earlier run: the same inputs give the same result
-            self._touch(where)
+            caching.touch(self.store, where)
             self.written.add(where)
             if caching.last(self.store, self.pipeline, name) != dataclasses.asdict(fingerprint):
                 self.store.set(last, dataclasses.asdict(fingerprint))
