@@ -95,32 +95,36 @@ class StatusArray:
 
 @dataclass(frozen=True)
 class Look:
-    """How one status is drawn: fill, border, border style and hatch."""
+    """How one status is drawn: fill, border, border style, the glyph in the box and the
+    colour of the text on the fill."""
 
     fill: str
     edge: str
     linestyle: str = "solid"
-    hatch: str = ""
+    glyph: str = ""
+    text: str = "#111111"
     rich: str = "white"
 
 
-# Okabe-Ito based: green done, vermillion failed, orange skipped, sky blue running.
-# FAILED, SKIPPED and CANCELLED also differ by border style and hatch, not colour only.
+# Chosen so that every two statuses differ by at least 12 in CAM02-UCS under protan,
+# deutan and tritan simulation as well as in full colour (tests/test_palette.py): failed
+# the strongest, skipped muted. Each status also has a glyph and a border style of its own,
+# so none is told by colour alone; text on each fill has a contrast of at least 4.5:1.
 PALETTE: dict[StageStatus, Look] = {
-    StageStatus.PENDING: Look("#ececec", "#8c8c8c", rich="grey62"),
-    StageStatus.QUEUED: Look("#bdbdbd", "#5e5e5e", rich="grey50"),
-    StageStatus.RUNNING: Look("#56b4e9", "#0072b2", rich="deep_sky_blue1"),
-    StageStatus.RETRYING: Look("#f0e442", "#8a7f00", "dashed", rich="yellow"),
-    StageStatus.DONE: Look("#009e73", "#00573f", rich="green"),
-    StageStatus.CACHED: Look("#a6dcc8", "#009e73", "dotted", rich="aquamarine3"),
-    StageStatus.FAILED: Look("#d55e00", "#6b2f00", hatch="x", rich="red"),
-    StageStatus.SKIPPED: Look("#e69f00", "#7a5400", "dashed", "/", rich="dark_orange"),
-    StageStatus.CANCELLED: Look("#cc79a7", "#6d3a57", "dotted", "..", rich="magenta"),
+    StageStatus.PENDING: Look("#f5f5f5", "#8c8c8c", glyph="○", rich="grey62"),
+    StageStatus.QUEUED: Look("#a6a6a6", "#5e5e5e", "dashed", "…", rich="grey50"),
+    StageStatus.RUNNING: Look("#56b4e9", "#0b5d91", glyph="▶", rich="deep_sky_blue1"),
+    StageStatus.RETRYING: Look("#e69f00", "#7a5400", "dashed", "↻", rich="orange1"),
+    StageStatus.DONE: Look("#009e73", "#00573f", glyph="✓", rich="green"),
+    StageStatus.CACHED: Look("#9ad9c4", "#00795a", "dotted", "≡", rich="aquamarine3"),
+    StageStatus.FAILED: Look("#a50f15", "#3d0508", glyph="✗", text="#ffffff", rich="red"),
+    StageStatus.SKIPPED: Look("#c8b48f", "#6e5f45", "dashed", "↷", rich="tan"),
+    StageStatus.CANCELLED: Look("#b86b9a", "#5c2f4a", "dotted", "⊘", rich="magenta"),
 }
 
 # Before a run: a stage that would run (its code or inputs changed, or it never ran) and one
 # whose result is known. Stale is dashed and warm, fresh looks like cached.
-STALE = Look("#f3e1b4", "#7a5400", "dashed", rich="dark_orange")
+STALE = Look("#ffe58a", "#7a5400", "dashed", "✎", rich="yellow")
 FRESH = PALETTE[StageStatus.CACHED]
 LOOKS: dict[str, Look] = {**{s.value: look for s, look in PALETTE.items()},
                           "stale": STALE, "fresh": FRESH}  # every look, by the name drawn
