@@ -179,7 +179,12 @@ def page(lab):
         browser = playwright.chromium.launch(executable_path=lab["chromium"],
                                              args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
         yield page
+        if errors:  # shown when a test fails: what the view's script said
+            print("browser errors:", *errors[-10:], sep="\n")
         browser.close()
 
 
@@ -221,9 +226,9 @@ def test_the_stage_chosen_stays_in_the_inspector_and_its_state_is_live(page, lab
     ready_view(page)
     page.click(".pydags-view g[id='pydags-stage:step_60']")
     head = ".pydags-view .pydags-inspector-head"
-    assert re.search(r"step_60 · (pending|queued)", page.inner_text(head)), page.inner_text(head)
+    assert re.search(r"step_60 · \S (pending|queued)", page.inner_text(head)), page.inner_text(head)
     page.wait_for_function(  # no other click: it follows the stage through its run
-        f"() => /step_60 · done/.test(document.querySelector({json.dumps(head)}).innerText)",
+        f"() => /step_60 · . done/.test(document.querySelector({json.dumps(head)}).innerText)",
         timeout=120_000)
 
 
@@ -390,10 +395,10 @@ def test_a_magic_cell_edited_and_run_again_runs_only_what_changed(page, lab):
     shots = os.environ.get("PYDAGS_SCREENSHOTS")
     if shots:  # the README's picture of a cell run again after an edit
         page.locator(".pydags-view").screenshot(path=str(Path(shots) / "stale_view.png"))
-    head = page.inner_text(".pydags-view .pydags-inspector-head")
-    assert "runs again: upstream `s3` changed" in head, head
+    said = page.inner_text(".pydags-view .pydags-inspector")
+    assert "runs again: upstream `s3` changed" in said, said
     assert page.text_content(node.format("s8") + " title") == (  # its tooltip
-        "s8\nstale\nruns again: upstream `s5` changed")
+        "s8\n✎ stale\npending: waiting for `s5`\nruns again: upstream `s5` changed")
     page.wait_for_selector(report, timeout=120_000)
     rows = {row: page.inner_text(f"{report} tr#pydags-s{row}") for row in range(10)}
     assert "runs again: its code changed: `s3`" in rows[3] and "done" in rows[3], rows[3]

@@ -407,3 +407,56 @@ def needs_fix(x, path):
 def unpicklable_result():
     """Returns a lock: it runs in this process (one core) but cannot be stored."""
     return threading.Lock()
+
+
+@stage
+def step(*upstream, seconds=0.05, fail_unless=None):
+    """Sleeps ``seconds``; fails while the file ``fail_unless`` (if given) does not exist."""
+    time.sleep(seconds)
+    if fail_unless is not None and not os.path.exists(fail_unless):
+        raise RuntimeError(f"{fail_unless} is missing")
+    return len(upstream)
+
+
+def ml_pipeline(flag: str, seconds: float = 1.0):
+    """32 stages as a forecasting project has them; ``fit_prophet`` fails until ``flag``
+    exists, and the four stages below it are skipped."""
+    from pydags import Pipeline
+
+    made: dict = {}
+
+    def make(name, *parents, **options):
+        made[name] = step(*[made[p] for p in parents], seconds=seconds, **options).named(name)
+
+    for source in ("sales", "weather", "calendar", "stores"):
+        make(f"load_{source}")
+        make(f"clean_{source}", f"load_{source}")
+    for feature in ("lags", "holidays", "rolling", "prices", "promos"):
+        make(f"feature_{feature}", "clean_sales", "clean_calendar")
+    make("feature_store_meta", "clean_stores")
+    make("check_sales", "clean_sales")
+    make("feature_weather", "clean_weather")
+    make("join_features", *[n for n in made if n.startswith("feature_")], "check_sales")
+    make("archive_features", "join_features")
+    make("split", "join_features")
+    for model in ("ridge", "forest", "boosting", "prophet", "naive"):
+        make(f"fit_{model}", "split", **({"fail_unless": flag} if model == "prophet" else {}))
+        make(f"score_{model}", f"fit_{model}")
+    make("compare", *[n for n in made if n.startswith("score_")])
+    make("report", "compare")
+    make("deploy", "compare")
+    return Pipeline("forecast", list(made.values()))
+
+
+def wide_pipeline(n: int = 200, seconds: float = 0.05):
+    """``n`` stages named fit_000 ... of ``seconds`` each, each taking up to two earlier."""
+    import random
+
+    from pydags import Pipeline
+
+    rng = random.Random(7)
+    made: list = []
+    for i in range(n):
+        parents = rng.sample(made, min(len(made), rng.randint(0, 2)))
+        made.append(step(*parents, seconds=seconds).named(f"fit_{i:03d}"))
+    return Pipeline("wide", made)

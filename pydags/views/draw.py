@@ -94,7 +94,8 @@ class Drawing:
             self.boxes[node] = box
             self.texts[node] = ax.text(x + 0.04, y, "\n".join(labels[node]), ha="center",
                                        va="center", fontsize=FONT_SIZE, zorder=3,
-                                       linespacing=1.15, family="DejaVu Sans")
+                                       linespacing=1.15, family="DejaVu Sans",
+                                       gid=f"pydags-label:{node}")
             self.glyphs[node] = ax.text(x - half_w + 0.1, y, "", ha="center", va="center",
                                         fontsize=FONT_SIZE, zorder=3, family="DejaVu Sans",
                                         gid=f"pydags-glyph:{node}")
@@ -146,6 +147,15 @@ class Drawing:
                                           labelcolor=LEGEND,
                                           bbox_to_anchor=(0, 0), handlelength=1.6)
             self._legend_statuses = shown
+
+    def annotate(self, notes: Mapping[object, str]) -> None:
+        """Write a short note (a stage's time) in the bottom-right corner of its box."""
+        for node, note in notes.items():
+            x, y = self.layout.centre[node]
+            self.ax.text(x + BOX_WIDTH / 2 - 0.05, y - self.box_height / 2 + 0.04, note,
+                         ha="right", va="bottom", fontsize=6.5, zorder=3,
+                         color=LOOKS[self.status.get(node, "pending")].text,
+                         family="DejaVu Sans")
 
     def svg(self, background: str | None = None) -> str:
         """The drawing as SVG text: labels stay text (crisp at any zoom, themeable), each

@@ -11,7 +11,7 @@ import base64
 import html
 from typing import TYPE_CHECKING
 
-from pydags.status import PALETTE
+from pydags.status import PALETTE, StageStatus
 from pydags.views.draw import Drawing
 
 if TYPE_CHECKING:
@@ -21,16 +21,23 @@ if TYPE_CHECKING:
     from pydags.records import StageRecord
 
 OUTPUT_SHOWN = 20_000  # characters of a stage's output kept in the page
+PRE = 'style="white-space:pre;word-break:normal;overflow-wrap:normal"'  # lines whole
 
 
 def run_html(graph: nx.DiGraph, run: Snapshot) -> str:
-    """The run's DAG in its final colours, its totals, and one row per stage."""
+    """The run's DAG in its final colours with each stage's time, its totals, and one row
+    per stage: failures first, then in the order the stages ran."""
     drawing = Drawing(graph, legend="present")
     drawing.update(run.status)
-    rows = "".join(_row(record, run) for record in run.stage_records.values())
+    drawing.annotate({name: f"{r.duration:.1f}s" for name, r in run.stage_records.items()
+                      if r.duration is not None and name in graph})
+    records = sorted(run.stage_records.values(), key=lambda r: (
+        r.status is not StageStatus.FAILED, r.start is None, r.start or 0.0))
+    rows = "".join(_row(record, run) for record in records)
     return (f'<div class="pydags-report" style="font-family:sans-serif;font-size:13px">'
             f"<div><b>{html.escape(run.pipeline_name)}</b> · {html.escape(summary(run))}</div>"
-            f'<div style="overflow:auto;max-height:80vh">{_image(drawing.svg(), run)}</div>'
+            f'<div style="overflow:auto;max-height:80vh">{_image(drawing.svg("white"), run)}'
+            "</div>"
             f'<table style="border-collapse:collapse">'
             f"<tr>{_th('stage')}{_th('status')}{_th('time', 'right')}{_th('worker')}"
             f"{_th('details')}</tr>"
@@ -45,9 +52,12 @@ def summary(run: Snapshot) -> str:
 def _row(record: StageRecord, run: Snapshot) -> str:
     look = PALETTE[record.status]
     chip = (f'<span style="background:{look.fill};border:1px solid {look.edge};'
-            f'padding:0 4px;border-radius:3px;color:#111">{record.status.value}</span>')
+            f'padding:0 4px;border-radius:3px;color:{look.text};white-space:nowrap">'
+            f"{look.glyph} {record.status.value}</span>")
     took = f"{record.duration:.2f}s" if record.duration is not None else ""
     details = []
+    if record.status is StageStatus.SKIPPED:
+        details.append(html.escape(why_skipped(record.name, run)))
     if record.cache:
         details.append(html.escape(record.cache))
     if len(record.attempts) > 1:
@@ -56,10 +66,10 @@ def _row(record: StageRecord, run: Snapshot) -> str:
         details.append(html.escape(run.items[record.name].summary()))
     parts = []
     if record.error is not None:
-        parts.append(_details("traceback", f"<pre>{html.escape(str(record.error))}</pre>",
+        parts.append(_details("traceback", f"<pre {PRE}>{html.escape(str(record.error))}</pre>",
                               open_=True))
     if record.output:
-        parts.append(_details("output", f"<pre>{html.escape(record.output[-OUTPUT_SHOWN:])}"
+        parts.append(_details("output", f"<pre {PRE}>{html.escape(record.output[-OUTPUT_SHOWN:])}"
                                         "</pre>"))
     try:
         result = run.results.preview(record.name)
@@ -72,6 +82,21 @@ def _row(record: StageRecord, run: Snapshot) -> str:
             f"<td align=right>{took}</td>"
             f'<td style="text-align:left">{html.escape(record.worker or "")}</td>'
             f'<td style="text-align:left">{" · ".join(details)}{"".join(parts)}</td></tr>')
+
+
+def why_skipped(name: str, run: Snapshot) -> str:
+    """``skipped: `train` failed``: the nearest stage upstream that failed or was cancelled."""
+    queue, seen = list(run.dependencies.get(name, ())), set()
+    while queue:
+        upstream = queue.pop(0)
+        if upstream in seen:
+            continue
+        seen.add(upstream)
+        status = run.stage_records[upstream].status
+        if status in (StageStatus.FAILED, StageStatus.CANCELLED):
+            return f"skipped: `{upstream}` {status.value}"
+        queue += sorted(run.dependencies.get(upstream, ()))
+    return "skipped: a stage it needs did not succeed"
 
 
 def _th(title: str, align: str = "left") -> str:

@@ -112,7 +112,7 @@ def draw_timeline(run: Snapshot, ax: Any = None) -> Figure:
         x, width = bar.start - origin, bar.end - bar.start
         y = row[bar.worker] - 0.38
         critical = bar.stage in on_path
-        ax.add_patch(Rectangle((x, y), width, 0.76, facecolor=look.fill, hatch=look.hatch,
+        ax.add_patch(Rectangle((x, y), width, 0.76, facecolor=look.fill,
                                edgecolor="black" if critical else look.edge,
                                linewidth=2.2 if critical else 0.8, gid=bar.label))
         if width * points_per_second > LABEL_POINTS_PER_CHAR * (len(bar.label) + 1):  # it fits

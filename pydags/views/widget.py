@@ -32,7 +32,7 @@ from pydags.run import Run
 from pydags.status import CODE, LOOKS, STATUSES, StageStatus
 from pydags.views.draw import Drawing
 from pydags.views.report import run_html
-from pydags.views.timeline import Bar, bars, item_bars
+from pydags.views.timeline import Bar, bars, critical_path, figures, item_bars
 
 PUSH_SECONDS = 0.2  # at most one push of new state this often while a run goes on
 ITEMS_SECONDS = 1.0  # a large map's items are sent at most this often
@@ -56,6 +56,9 @@ class PipelineWidget(anywidget.AnyWidget):
     clock = traitlets.Dict().tag(sync=True)
     headline = traitlets.Unicode("").tag(sync=True)  # "4/6 done · 1 failed", during a run
     recent = traitlets.Dict().tag(sync=True)  # stage -> [run id, seconds] of recent runs
+    parents = traitlets.Dict().tag(sync=True)  # stage -> the stages it waits for
+    cores = traitlets.Int(1).tag(sync=True)
+    efficiency = traitlets.Dict().tag(sync=True)  # wall, work, efficiency, critical path
     state = traitlets.Unicode("idle").tag(sync=True)
     actions = traitlets.Bool(True).tag(sync=True)
     blocking = traitlets.Bool(False).tag(sync=True)  # the run shown holds the kernel
@@ -70,14 +73,18 @@ class PipelineWidget(anywidget.AnyWidget):
         self._item_state: dict[str, tuple[int, float, list, dict]] = {}  # name -> version,
         # when, bars, detail: a map's items as last sent
         self._lock = threading.Lock()
+        self._summarised = 0.0
         self._wake = threading.Event()
         self._display: Any = None
         self.title = pipeline.name
         self.drawn = threading.Event()
         threading.Thread(target=copy_context().run, args=(self._draw,), name="pydags-draw",
                          daemon=True).start()  # a large DAG takes a moment: show the rest now
-        self.looks = {name: {"fill": look.fill, "edge": look.edge, "dash": look.linestyle}
+        self.looks = {name: {"fill": look.fill, "edge": look.edge, "dash": look.linestyle,
+                             "glyph": look.glyph, "text": look.text}
                       for name, look in LOOKS.items()}
+        self.parents = {name: list(pipeline.graph.predecessors(name)) for name in pipeline.graph}
+        self.cores = num_cores
         self.stages = {name: {"status": "pending"} for name in pipeline.graph}
         self.on_msg(self._on_action)
 
@@ -191,6 +198,9 @@ class PipelineWidget(anywidget.AnyWidget):
                     self.items = {name: detail for name, (_, detail) in items.items()}
                 self.clock = {"started": snap.started, "ended": snap.ended, "now": snap.taken}
                 self.headline = snap.summary
+                if snap.ended is not None or snap.taken - self._summarised >= ITEMS_SECONDS:
+                    self._summarised = snap.taken  # it reads every bar: once a second
+                    self.efficiency = {**figures(snap), "critical": critical_path(snap)}
             self.pushes += 1
 
     def _items(self, run: Snapshot, name: str) -> tuple[list, dict]:
