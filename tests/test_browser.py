@@ -84,6 +84,32 @@ from workload import fails_for
 run = Pipeline("mapped", [fails_for.map(range(100_000), bad=(7,), seconds=15)]).start(
     num_cores=2, raise_on_error=False)
 """,
+    # 32 stages of a forecasting project, one failing, on 2 cores
+    "forecast": f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from workload import ml_pipeline
+
+run = ml_pipeline(flag="never-there", seconds=1.0).start(num_cores=2, raise_on_error=False)
+""",
+    # the same after a run: a view to keep, whose Retry runs the failed stage again
+    "retry": f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from workload import ml_pipeline
+
+pipeline = ml_pipeline(flag="fixed.flag", seconds=0.1)
+pipeline.start(num_cores=2, raise_on_error=False, show=False)
+pipeline.widget()
+""",
+    # 200 stages of 50 ms, named fit_000 ... fit_199
+    "wide": f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from workload import wide_pipeline
+
+run = wide_pipeline(200, 0.05).start(num_cores=2)
+""",
     # a view that stays: pipeline.widget()
     "themed": """
 from pydags.examples import tutorial
@@ -374,8 +400,9 @@ def test_an_html_export_shows_each_runs_dag_offline(page, lab, executed, tmp_pat
 def test_a_magic_cell_edited_and_run_again_runs_only_what_changed(page, lab):
     open_and_run_all(page, lab, "stale.ipynb")
     report = ".jp-OutputArea-output .pydags-report"
-    page.wait_for_selector(report, timeout=120_000)  # the first run ended: all ran
-    assert "10/10 done" in page.inner_text(report)
+    # the first run ended, all ran: the report is there (hidden by the view it turned into)
+    page.wait_for_selector(report, state="attached", timeout=120_000)
+    assert "10/10 done" in page.text_content(report)
     page.evaluate("""source => {
         const notebook = window.jupyterapp.shell.currentWidget.content;
         notebook.widgets[1].model.sharedModel.setSource(source);
@@ -399,10 +426,185 @@ def test_a_magic_cell_edited_and_run_again_runs_only_what_changed(page, lab):
     assert "runs again: upstream `s3` changed" in said, said
     assert page.text_content(node.format("s8") + " title") == (  # its tooltip
         "s8\n✎ stale\npending: waiting for `s5`\nruns again: upstream `s5` changed")
-    page.wait_for_selector(report, timeout=120_000)
-    rows = {row: page.inner_text(f"{report} tr#pydags-s{row}") for row in range(10)}
+    page.wait_for_selector(report, state="attached", timeout=120_000)
+    rows = {row: page.text_content(f"{report} tr#pydags-s{row}") for row in range(10)}
     assert "runs again: its code changed: `s3`" in rows[3] and "done" in rows[3], rows[3]
     for row in (5, 8):
         assert "done" in rows[row] and "runs again: upstream" in rows[row], rows[row]
     for row in (0, 1, 2, 4, 6, 7, 9):
         assert "cached" in rows[row], rows[row]
+
+
+def shot(page, name: str, selector: str | None = ".pydags-view") -> None:
+    """Keep a screenshot where ``$PYDAGS_SCREENSHOTS`` says."""
+    shots = os.environ.get("PYDAGS_SCREENSHOTS")
+    if shots:
+        target = page.locator(selector).first if selector else page
+        target.screenshot(path=str(Path(shots) / f"{name}.png"))
+
+
+def box_of(page, name: str) -> dict:
+    return page.eval_on_selector(f".pydags-view g[id='pydags-stage:{name}'] path",
+                                 "p => p.getBoundingClientRect().toJSON()")
+
+
+def test_the_first_view_of_32_stages_shows_the_running_work_with_little_blank(page, lab):
+    open_and_run_all(page, lab, "forecast.ipynb")
+    ready_view(page)
+    page.wait_for_function("() => document.querySelector(\".pydags-view g[data-status="
+                           "'running']\")", timeout=120_000)
+    page.wait_for_timeout(300)  # the first frame after the view appears: as a user sees it
+    seen = page.evaluate("""() => {
+        const port = document.querySelector('.pydags-dag').getBoundingClientRect();
+        const inside = (r) => r.left >= port.left - 1 && r.right <= port.right + 1 &&
+                              r.top >= port.top - 1 && r.bottom <= port.bottom + 1;
+        const boxes = [...document.querySelectorAll(".pydags-view g[id^='pydags-stage:'] path")]
+            .map((p) => p.getBoundingClientRect());
+        const running = [...document.querySelectorAll(".pydags-view g[data-status='running'] path")]
+            .map((p) => p.getBoundingClientRect());
+        const clip = (r) => ({ left: Math.max(r.left, port.left),
+                               right: Math.min(r.right, port.right),
+                               top: Math.max(r.top, port.top),
+                               bottom: Math.min(r.bottom, port.bottom) });
+        const shown = boxes.map(clip).filter((r) => r.right > r.left && r.bottom > r.top);
+        const used = clip({ left: Math.min(...shown.map((r) => r.left)),
+                            right: Math.max(...shown.map((r) => r.right)),
+                            top: Math.min(...shown.map((r) => r.top)),
+                            bottom: Math.max(...shown.map((r) => r.bottom)) });
+        const area = (r) => Math.max(0, r.right - r.left) * Math.max(0, r.bottom - r.top);
+        return { anyRunningInside: running.some(inside), used: area(used) / area(port),
+                 labels: Math.min(...[...document.querySelectorAll('.pydags-dag svg text')]
+                     .filter((t) => /^(load|clean|fit|score)_/.test(t.textContent))
+                     .map((t) => t.getBoundingClientRect().height)) };
+    }""")
+    shot(page, "forecast_first_view")
+    assert seen["anyRunningInside"], seen
+    assert seen["used"] >= 0.75, seen  # under a quarter of the DAG's visible area is blank
+    assert seen["labels"] >= 11, seen
+
+
+def test_a_stage_chosen_while_it_waits_reads_running_then_done_by_itself(page, lab):
+    open_and_run_all(page, lab, "forecast.ipynb")
+    ready_view(page)
+    page.locator(".pydags-view g[id='pydags-stage:compare']").click()
+    head = ".pydags-view .pydags-inspector-head"
+    assert re.search(r"compare · \S (pending|queued)", page.inner_text(head))
+    assert "waiting for" in page.inner_text(".pydags-view .pydags-why")
+    for status in ("skipped",):  # its upstream fails: it never runs, and the view says why
+        page.wait_for_function(f"() => /compare · . {status}/.test("
+                               f"document.querySelector({json.dumps(head)}).innerText)",
+                               timeout=120_000)
+    assert "skipped: `fit_prophet` failed" in page.inner_text(".pydags-view .pydags-why")
+    page.locator(".pydags-view g[id='pydags-stage:fit_forest']").click()
+    page.wait_for_function(f"() => /fit_forest · . done/.test("
+                           f"document.querySelector({json.dumps(head)}).innerText)",
+                           timeout=120_000)
+
+
+def test_a_stage_followed_from_queued_to_done_and_the_inspector_after_retry(page, lab):
+    open_and_run_all(page, lab, "retry.ipynb")
+    ready_view(page)
+    head = ".pydags-view .pydags-inspector-head"
+    page.wait_for_function(f"() => /fit_prophet · . failed/.test("
+                           f"document.querySelector({json.dumps(head)})?.innerText)",
+                           timeout=120_000)  # nothing chosen: the failure is pinned
+    page.locator(".pydags-view g[id='pydags-stage:score_prophet']").click()
+    assert "skipped" in page.inner_text(head)
+    (lab["root"] / "fixed.flag").write_text("")
+    page.click(".pydags-view .pydags-retry")
+    page.wait_for_function(f"() => /score_prophet · . (queued|running|pending|done)/.test("
+                           f"document.querySelector({json.dumps(head)}).innerText)",
+                           timeout=120_000)
+    page.wait_for_function(f"() => /score_prophet · . done/.test("
+                           f"document.querySelector({json.dumps(head)}).innerText)",
+                           timeout=120_000)
+    assert page.locator(".pydags-view .pydags-retry").count() == 0  # nothing failed now
+    assert "failed" not in page.inner_text(".pydags-view .pydags-counts")
+
+
+def test_twenty_clicks_during_a_run_of_200_short_stages_each_open_the_stage_clicked(page, lab):
+    import random
+
+    open_and_run_all(page, lab, "wide.ipynb")
+    ready_view(page)
+    page.wait_for_function("() => document.querySelector(\".pydags-view g[data-status="
+                           "'running']\")", timeout=120_000)
+    rng = random.Random(3)
+    head = ".pydags-view .pydags-inspector-head"
+    for name in (f"fit_{rng.randrange(200):03d}" for _ in range(20)):
+        target = page.locator(f".pydags-view g[id='pydags-stage:{name}']")
+        target.evaluate("g => g.scrollIntoView({block: 'center', inline: 'center'})")
+        box = box_of(page, name)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        assert page.inner_text(head).startswith(f"{name} ·"), (name, page.inner_text(head))
+
+
+def test_the_search_box_finds_a_stage_of_200_and_shows_it_readable(page, lab):
+    open_and_run_all(page, lab, "wide.ipynb")
+    ready_view(page)
+    page.click(".pydags-view .pydags-zoom_out")  # from a zoom too small to read
+    page.click(".pydags-view .pydags-zoom_out")
+    page.fill(".pydags-view .pydags-search", "fit_099")
+    page.press(".pydags-view .pydags-search", "Enter")
+    page.wait_for_function("""() => {
+        const port = document.querySelector('.pydags-dag').getBoundingClientRect();
+        const r = document.querySelector(".pydags-view g[id='pydags-stage:fit_099'] path")
+            .getBoundingClientRect();
+        return r.left >= port.left && r.right <= port.right && r.top >= port.top &&
+               r.bottom <= port.bottom;
+    }""", timeout=10_000)  # it scrolls there smoothly
+    assert page.inner_text(".pydags-view .pydags-inspector-head").startswith("fit_099 ·")
+    height = page.eval_on_selector(".pydags-view g[id='pydags-label:fit_099'] text",
+                                   "t => t.getBoundingClientRect().height")
+    assert height >= 11, height
+    shot(page, "wide_search")
+
+
+def test_at_800_pixels_wide_nothing_is_clipped(page, lab):
+    page.set_viewport_size({"width": 800, "height": 900})
+    open_and_run_all(page, lab, "forecast.ipynb")
+    ready_view(page)
+    page.wait_for_selector(".pydags-view .pydags-inspector-head", timeout=120_000)
+    clipped = page.evaluate("""() => {
+        const view = document.querySelector('.pydags-view');
+        const outer = view.getBoundingClientRect();
+        const out = [];
+        if (view.scrollWidth > view.clientWidth + 1) out.push('the view scrolls sideways');
+        for (const part of view.querySelectorAll(
+                '.pydags-header > *, .pydags-tools > *, .pydags-inspector, .pydags-dag')) {
+            const r = part.getBoundingClientRect();
+            if (r.width && (r.left < outer.left - 1 || r.right > outer.right + 1))
+                out.push(part.className + ' sticks out');
+        }
+        const header = view.querySelector('.pydags-header').getBoundingClientRect();
+        if (header.height > 3 * 30) out.push('the header takes ' + header.height + ' px');
+        return out;
+    }""")
+    shot(page, "narrow_view")
+    assert clipped == [], clipped
+
+
+def test_when_the_run_ends_the_view_stays_as_the_user_left_it(page, lab):
+    open_and_run_all(page, lab, "forecast.ipynb")
+    ready_view(page)
+    page.locator(".pydags-view g[id='pydags-stage:split']").click()
+    page.click(".pydags-view .pydags-zoom_in")
+    width = page.get_attribute(".pydags-view .pydags-dag svg", "width")
+    before = page.eval_on_selector(".jp-OutputArea", "o => o.getBoundingClientRect().height")
+    page.wait_for_selector(".jp-OutputArea [id^='pydags-final-']", state="attached",
+                           timeout=120_000)  # the run ended: the output is its final form
+    page.wait_for_selector(".jp-OutputArea .pydags-view svg g[id^='pydags-stage:']")
+    assert page.locator(".jp-OutputArea [id^='pydags-final-']").is_hidden()  # the report
+    head = page.inner_text(".pydags-view .pydags-inspector-head")
+    assert head.startswith("split · ✓ done"), head
+    assert page.get_attribute(".pydags-view .pydags-dag svg", "width") == width
+    after = page.eval_on_selector(".jp-OutputArea", "o => o.getBoundingClientRect().height")
+    shot(page, "forecast_final")
+    assert abs(after - before) <= 0.15 * before, (before, after)
+    assert "1 failed" in page.inner_text(".pydags-view .pydags-counts")
+    assert page.locator(".pydags-view .pydags-retry").count() == 0  # it needs the kernel
+    page.click(".pydags-view .pydags-tab:has-text('Timeline')")
+    facts = page.inner_text(".pydags-view .pydags-facts")
+    assert "parallel efficiency" in facts and "critical path" in facts, facts
+    page.locator(".pydags-view .pydags-bar").first.click()  # a bar inspects its stage
+    shot(page, "forecast_final")

@@ -14,7 +14,9 @@ const LABEL_PX = 8.5 * 4 / 3; // a label's height at zoom 1: 8.5 pt
 const READABLE = 11 / LABEL_PX; // the least zoom at which labels are 11 px high
 const FOLLOW_SECONDS = 3; // an automatic pick of a running stage stays at least this long
 const FINISHED = new Set(["done", "cached", "failed", "skipped", "cancelled"]);
-const memory = new WeakMap(); // model -> what the user chose, kept if the view is redrawn
+// what the user chose in a view (zoom, scroll, tab, stage), by the view's id: kept when the
+// view is drawn again, and when a run's view becomes its final form (pydags.views.static)
+const memory = (globalThis.pydagsViews ??= new Map());
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -56,9 +58,9 @@ function copyButton(text) {
 }
 
 function render({ model, el: root }) {
-  const kept = memory.get(model) || { zoom: null, left: 0, top: 0, chosen: null,
-                                      userChose: false, tab: "dag", follow: true };
-  memory.set(model, kept);
+  const kept = memory.get(model.get("view")) || { zoom: null, left: 0, top: 0, chosen: null,
+                                                 userChose: false, tab: "dag", follow: true };
+  memory.set(model.get("view"), kept);
   root.classList.add("pydags-view");
 
   // --- the parts of the view ---------------------------------------------------------
@@ -153,6 +155,10 @@ function render({ model, el: root }) {
     zoom = Math.min(4, Math.max(0.05, z));
     svgRoot.setAttribute("width", `${natural.width * zoom}pt`);
     svgRoot.setAttribute("height", `${natural.height * zoom}pt`);
+    // as styles too: a page's own rules (an HTML output's "svg { height: auto }") lose
+    svgRoot.style.width = `${natural.width * zoom}pt`;
+    svgRoot.style.height = `${natural.height * zoom}pt`;
+    svgRoot.style.maxWidth = "none";
     kept.zoom = zoom;
     drawMinimap();
   }
@@ -370,8 +376,8 @@ function render({ model, el: root }) {
       if (stage.status === "running") longest = Math.max(longest, left);
     }
     const cores = Math.max(1, model.get("cores") || 1);
-    const eta = known ? ` · about ${seconds(Math.max(work / cores, longest))} left` : "";
-    return (rate ? ` · ${rate}` : "") + eta;
+    const eta = known ? `about ${seconds(Math.max(work / cores, longest))} left` : "";
+    return [rate, eta].filter((x) => x).join(" · ");
   }
 
   function header_() {

@@ -7,9 +7,10 @@ stages, ticks the clock and answers clicks by itself. That is why the view stays
 while a blocking run keeps the kernel busy: the kernel can send while it cannot listen.
 Pushes are batched on a thread of their own, so the scheduler never waits for the view.
 
-When a run started with the view shown ends, the view's output becomes the run's static
-report (``pydags.views.report``): a saved or exported notebook shows the final DAG with no
-kernel and no widget state, and the widget's models are closed.
+When a run started with the view shown ends, the view's output becomes its final form
+(``pydags.views.static``): the run's report, which a saved or exported notebook shows with
+no kernel and no widget state, and which turns back into this view, as the user left it,
+wherever the page runs scripts. The widget's models are closed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import itertools
 import operator
 import threading
 import time
+import uuid
 from array import array
 from contextvars import copy_context
 from pathlib import Path
@@ -32,6 +34,7 @@ from pydags.run import Run
 from pydags.status import CODE, LOOKS, STATUSES, StageStatus
 from pydags.views.draw import Drawing
 from pydags.views.report import run_html
+from pydags.views.static import final_html
 from pydags.views.timeline import Bar, bars, critical_path, figures, item_bars
 
 PUSH_SECONDS = 0.2  # at most one push of new state this often while a run goes on
@@ -47,21 +50,27 @@ class PipelineWidget(anywidget.AnyWidget):
 
     _esm = Path(__file__).with_name("widget.js")
     _css = Path(__file__).with_name("widget.css")
-    title = traitlets.Unicode("").tag(sync=True)
-    svg = traitlets.Unicode("").tag(sync=True)
-    looks = traitlets.Dict().tag(sync=True)
-    stages = traitlets.Dict().tag(sync=True)
-    bars = traitlets.List().tag(sync=True)
-    items = traitlets.Dict().tag(sync=True)
-    clock = traitlets.Dict().tag(sync=True)
-    headline = traitlets.Unicode("").tag(sync=True)  # "4/6 done · 1 failed", during a run
-    recent = traitlets.Dict().tag(sync=True)  # stage -> [run id, seconds] of recent runs
-    parents = traitlets.Dict().tag(sync=True)  # stage -> the stages it waits for
-    cores = traitlets.Int(1).tag(sync=True)
-    efficiency = traitlets.Dict().tag(sync=True)  # wall, work, efficiency, critical path
-    state = traitlets.Unicode("idle").tag(sync=True)
-    actions = traitlets.Bool(True).tag(sync=True)
-    blocking = traitlets.Bool(False).tag(sync=True)  # the run shown holds the kernel
+    title = traitlets.Unicode("").tag(sync=True, shown=True)
+    svg = traitlets.Unicode("").tag(sync=True, shown=True)
+    looks = traitlets.Dict().tag(sync=True, shown=True)
+    stages = traitlets.Dict().tag(sync=True, shown=True)
+    bars = traitlets.List().tag(sync=True, shown=True)
+    items = traitlets.Dict().tag(sync=True, shown=True)
+    clock = traitlets.Dict().tag(sync=True, shown=True)
+    # "4/6 done · 1 failed", during a run
+    headline = traitlets.Unicode("").tag(sync=True, shown=True)
+    # stage -> [run id, seconds] of recent runs
+    recent = traitlets.Dict().tag(sync=True, shown=True)
+    parents = traitlets.Dict().tag(sync=True, shown=True)  # stage -> the stages it waits for
+    cores = traitlets.Int(1).tag(sync=True, shown=True)
+    # wall, work, workers, efficiency, longest stage, critical path
+    efficiency = traitlets.Dict().tag(sync=True, shown=True)
+    state = traitlets.Unicode("idle").tag(sync=True, shown=True)
+    actions = traitlets.Bool(True).tag(sync=True, shown=True)
+    # the run shown holds the kernel
+    blocking = traitlets.Bool(False).tag(sync=True, shown=True)
+    # names what the user chose in the view (zoom, stage, tab), kept into its final form
+    view = traitlets.Unicode("").tag(sync=True, shown=True)
 
     def __init__(self, pipeline: Any, num_cores: int = 2):  # a pydags Pipeline
         super().__init__()
@@ -77,6 +86,7 @@ class PipelineWidget(anywidget.AnyWidget):
         self._wake = threading.Event()
         self._display: Any = None
         self.title = pipeline.name
+        self.view = uuid.uuid4().hex
         self.drawn = threading.Event()
         threading.Thread(target=copy_context().run, args=(self._draw,), name="pydags-draw",
                          daemon=True).start()  # a large DAG takes a moment: show the rest now
@@ -252,10 +262,14 @@ class PipelineWidget(anywidget.AnyWidget):
         self._display = display(self, display_id=True)
 
     def final_bundle(self) -> dict[str, Any]:
-        """The static form of what the view shows: the report, and a line of text."""
+        """The view's final form: the run's report, which becomes the view again where
+        the page runs scripts (``pydags.views.static``), and a line of text."""
         if self.run is None:
             return {"text/plain": self.summary()}
-        return {"text/html": run_html(self.pipeline.graph, self.run.snapshot()),
+        self.drawn.wait()
+        report = run_html(self.pipeline.graph, self.run.snapshot())
+        state = {name: getattr(self, name) for name in self.trait_names(shown=True)}
+        return {"text/html": final_html(report, state, self.view),
                 "text/plain": self.summary()}
 
     def summary(self) -> str:
