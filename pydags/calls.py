@@ -9,6 +9,7 @@ import inspect
 import linecache
 import os
 import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -54,8 +55,11 @@ class StageCall:
         code = getattr(function, "__code__", None)
         if code is None:
             return _same, (function,)
-        # cloudpickle sends the function by value but names its file "<dynamic-code>"
-        return _located, (function, code.co_filename, *_source_of(code))
+        # cloudpickle sends the function (and the notebook's functions it calls) by value
+        # but names their file "<dynamic-code>": each goes with its own file and lines
+        sources = tuple((f.__qualname__, f.__code__.co_filename, *_source_of(f.__code__))
+                        for f in _by_value(function))
+        return _located, (function, sources)
 
 
 def _imported_stage(module: str, name: str, stamp: tuple | None) -> Callable[..., Any]:
@@ -107,13 +111,35 @@ def _source_of(code: Any) -> tuple[int, tuple[str, ...]]:
     return code.co_firstlineno, tuple(inspect.getblock(lines[code.co_firstlineno - 1:]))
 
 
-def _located(function: Any, filename: str, first: int, block: tuple[str, ...]) -> Any:
-    """The function with its own file name back, and its source lines known to tracebacks."""
-    if block and (filename, first) not in _LOCATED:
-        _LOCATED.add((filename, first))
-        known = list(linecache.cache.get(filename, (0, None, [], filename))[2])
-        known += ["\n"] * (first - 1 + len(block) - len(known))
-        known[first - 1:first - 1 + len(block)] = block
-        linecache.cache[filename] = (sum(map(len, known)), None, known, filename)
-    function.__code__ = function.__code__.replace(co_filename=filename)
+def _by_value(function: Any) -> list[types.FunctionType]:
+    """``function`` and the functions it calls (and they call) that go by value: those
+    defined in a notebook or a script rather than an importable module."""
+    found, seen = [function], {id(function)}
+    for caller in found:
+        for name in caller.__code__.co_names:
+            callee = caller.__globals__.get(name)
+            if isinstance(callee, types.FunctionType) and id(callee) not in seen:
+                module = sys.modules.get(callee.__module__ or "")
+                if module is None or module.__name__ == "__main__" or not getattr(
+                        module, "__spec__", None):
+                    seen.add(id(callee))
+                    found.append(callee)
+    return found
+
+
+def _located(function: Any, sources: tuple[tuple[str, str, int, tuple[str, ...]], ...]) -> Any:
+    """The function (and the notebook's functions it calls) with their own file names back,
+    and their source lines known to tracebacks."""
+    where = {qualname: (filename, first, block) for qualname, filename, first, block in sources}
+    for found in _by_value(function):
+        if found.__qualname__ not in where:
+            continue
+        filename, first, block = where[found.__qualname__]
+        if block and (filename, first) not in _LOCATED:
+            _LOCATED.add((filename, first))
+            known = list(linecache.cache.get(filename, (0, None, [], filename))[2])
+            known += ["\n"] * (first - 1 + len(block) - len(known))
+            known[first - 1:first - 1 + len(block)] = block
+            linecache.cache[filename] = (sum(map(len, known)), None, known, filename)
+        found.__code__ = found.__code__.replace(co_filename=filename)
     return function

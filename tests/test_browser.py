@@ -289,8 +289,8 @@ def test_a_blocking_run_stays_clickable_and_its_clock_ticks(page, lab, tmp_path)
     assert statuses(page) == before, "a status changed while the clock was watched"
     assert len(clocks) >= 3, clocks
     shots = os.environ.get("PYDAGS_SCREENSHOTS")
-    if shots:  # the README's picture of the live view
-        page.locator(".pydags-view").screenshot(path=str(Path(shots) / "live_view.png"))
+    if shots:
+        page.locator(".pydags-view").screenshot(path=str(Path(shots) / "long_view.png"))
     assert prompt(page) == "[*]:", "the cell was meant to be still running"
 
 
@@ -477,7 +477,16 @@ def test_the_first_view_of_32_stages_shows_the_running_work_with_little_blank(pa
                      .filter((t) => /^(load|clean|fit|score)_/.test(t.textContent))
                      .map((t) => t.getBoundingClientRect().height)) };
     }""")
-    shot(page, "forecast_first_view")
+    shot(page, "live_view")  # the README's pictures, light and dark
+    if os.environ.get("PYDAGS_SCREENSHOTS"):
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                      "{theme: 'JupyterLab Dark'})")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                               timeout=60_000)
+        page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
+        shot(page, "live_view_dark")
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                      "{theme: 'JupyterLab Light'})")
     assert seen["anyRunningInside"], seen
     assert seen["used"] >= 0.75, seen  # under a quarter of the DAG's visible area is blank
     assert seen["labels"] >= 11, seen
@@ -608,3 +617,22 @@ def test_when_the_run_ends_the_view_stays_as_the_user_left_it(page, lab):
     assert "parallel efficiency" in facts and "critical path" in facts, facts
     page.locator(".pydags-view .pydags-bar").first.click()  # a bar inspects its stage
     shot(page, "forecast_final")
+
+
+def test_jupyter_notebook_7_shows_the_live_view_and_then_the_report(page, lab):
+    page.goto(f"{lab['base']}/notebooks/forecast.ipynb?token={lab['token']}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           state="attached", timeout=60_000)  # the kernel is up
+    page.click(".jp-Notebook .jp-Cell .cm-content")
+    page.keyboard.press("Shift+Enter")
+    ready_view(page)
+    page.wait_for_function("() => document.querySelector(\".pydags-view g[data-status="
+                           "'running']\")", timeout=120_000)
+    shot(page, "notebook7_live")
+    page.wait_for_selector(".jp-OutputArea [id^='pydags-final-'] .pydags-report",
+                           state="attached", timeout=120_000)
+    report = page.text_content(".jp-OutputArea .pydags-report")
+    assert "27/32 done" in report and "skipped: `fit_prophet` failed" in report, report
+    page.wait_for_selector(".jp-OutputArea .pydags-view svg g[id^='pydags-stage:']")
+    assert "27/32 done" in page.inner_text(".pydags-view .pydags-counts")

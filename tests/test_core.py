@@ -280,15 +280,22 @@ def test_resume_reruns_only_what_did_not_succeed(tmp_path):
 def test_worker_tracebacks_of_notebook_functions_keep_file_line_and_source(tmp_path):
     import linecache
 
-    source = "from pydags import stage\n@stage\ndef parse(x):\n    raise ValueError(x)\n"
-    cell = str(tmp_path / "cell.py")  # IPython registers each cell in linecache like this
-    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+    cells = {"helper.py": "def _check(x):\n    if x:\n        raise ValueError(x)\n",
+             "stage.py": "from pydags import stage\n@stage\ndef parse(x):\n"
+                         "    return _check(x)\n"}
     module = types.ModuleType("__main__")
-    exec(compile(source, cell, "exec"), module.__dict__)
+    for name, source in cells.items():
+        cell = str(tmp_path / name)  # IPython registers each cell in linecache like this
+        linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+        exec(compile(source, cell, "exec"), module.__dict__)
     run = Pipeline().add_stages(module.parse("bad row")).start(num_cores=2,
                                                                raise_on_error=False)
     trace = run.errors["parse"]
-    assert f'File "{cell}", line 4, in parse' in trace and "raise ValueError(x)" in trace
+    assert f'File "{tmp_path / "stage.py"}", line 4, in parse' in trace
+    assert "return _check(x)" in trace
+    # a helper from another cell that the stage calls: its own file, line and source too
+    assert f'File "{tmp_path / "helper.py"}", line 3, in _check' in trace
+    assert "raise ValueError(x)" in trace and "dynamic-code" not in trace
 
 
 def test_output_capture_is_per_thread(capsys):
