@@ -203,6 +203,8 @@ class DaskExecutor(Executor):
                 self._news.put(Outcome(name, attempt, False, error=failure.error,
                                        **failure.outcome))
         except Exception as exc:  # a lost worker, a result that cannot travel
+            if self._keys.get(name) != future.key:
+                return  # withdrawn meanwhile (its upstream failed and is retried): no news
             now = time.time()
             self._news.put(Outcome(name, attempt, False, start=now, end=now, error=StageError(
                 ErrorKind.CRASH,
