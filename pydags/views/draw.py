@@ -157,6 +157,15 @@ class Drawing:
                          color=LOOKS[self.status.get(node, "pending")].text,
                          family="DejaVu Sans")
 
+    def regions(self) -> dict[object, tuple[int, int, int, int]]:
+        """Each stage's box in CSS pixels from the top-left corner of the SVG, as a page
+        shows it at its own size (an inch is 96 pixels): for links from the picture."""
+        left, top = self.ax.get_xlim()[0], self.ax.get_ylim()[1]
+        half_w, half_h = BOX_WIDTH / 2, self.box_height / 2
+        return {node: (round((x - half_w - left) * 96), round((top - y - half_h) * 96),
+                       round((x + half_w - left) * 96), round((top - y + half_h) * 96))
+                for node, (x, y) in self.layout.centre.items()}
+
     def svg(self, background: str | None = None) -> str:
         """The drawing as SVG text: labels stay text (crisp at any zoom, themeable), each
         stage's box is the group ``id="pydags-stage:NAME"``, and the same drawing always

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import uuid
 from typing import TYPE_CHECKING
 
 from pydags.status import PALETTE, StageStatus
@@ -36,8 +37,7 @@ def run_html(graph: nx.DiGraph, run: Snapshot) -> str:
     rows = "".join(_row(record, run) for record in records)
     return (f'<div class="pydags-report" style="font-family:sans-serif;font-size:13px">'
             f"<div><b>{html.escape(run.pipeline_name)}</b> · {html.escape(summary(run))}</div>"
-            f'<div style="overflow:auto;max-height:80vh">{_image(drawing.svg("white"), run)}'
-            "</div>"
+            f'<div style="overflow:auto;max-height:80vh">{_image(drawing, run)}</div>'
             f'<table style="border-collapse:collapse">'
             f"<tr>{_th('stage')}{_th('status')}{_th('time', 'right')}{_th('worker')}"
             f"{_th('details')}</tr>"
@@ -109,9 +109,18 @@ def _details(title: str, body: str, open_: bool = False) -> str:
             f'<div style="max-height:20em;overflow:auto">{body}</div></details>')
 
 
-def _image(svg: str, run: Snapshot) -> str:
+def _image(drawing: Drawing, run: Snapshot) -> str:
     """The SVG as an image: notebook front ends keep it when they sanitize the HTML of an
-    untrusted notebook (they strip inline SVG), and it needs no network."""
-    data = base64.b64encode(svg.encode()).decode("ascii")
+    untrusted notebook (they strip inline SVG), and it needs no network. Each stage's box
+    links to its row (an image map), with its status as a tooltip."""
+    data = base64.b64encode(drawing.svg("white").encode()).decode("ascii")
+    name = f"pydags-map-{uuid.uuid4().hex[:12]}"
+    areas = "".join(
+        f'<area shape="rect" coords="{",".join(map(str, box))}" '
+        f'href="#pydags-{html.escape(str(node))}" '
+        f'alt="{html.escape(str(node))}" title="{html.escape(str(node))}: '
+        f'{run.status[node].value}">' for node, box in drawing.regions().items()
+        if node in run.status)
     return (f'<img alt="DAG of {html.escape(run.pipeline_name)}: {html.escape(summary(run))}" '
-            f'src="data:image/svg+xml;base64,{data}" style="max-width:none">')
+            f'src="data:image/svg+xml;base64,{data}" style="max-width:none" '
+            f'usemap="#{name}"><map name="{name}">{areas}</map>')

@@ -38,10 +38,10 @@ function seconds(s) {
   return `${String(m).padStart(2, "0")}:${rest}`;
 }
 
-function hue(name) { // a stable colour per stage, for the timeline's bars
-  let h = 0;
+function hue(name, nth = 0) { // a stable colour per stage for the timeline's bars, a map's
+  let h = 0; //                     batches in turn lighter and darker
   for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `hsl(${h % 360}, 55%, 72%)`;
+  return `hsl(${h % 360}, 55%, ${nth % 2 ? 80 : 68}%)`;
 }
 
 function copyButton(text) {
@@ -574,12 +574,14 @@ function render({ model, el: root }) {
       label.textContent = step < 1 ? `${t.toFixed(1)}s` : `${Math.round(t)}s`;
       svg.append(label);
     }
+    const nth = {};
     for (const [label, worker, start, end, status, attempt, stage] of rows) {
+      nth[stage] = (nth[stage] ?? -1) + 1;
       const x = left + (start - t0) * scaleX;
       const w = Math.max(((end ?? now()) - start) * scaleX, 1.5);
       const y = top + workers.indexOf(worker) * lane + 3;
       const look = looks[status] || looks.running;
-      const fill = status === "failed" || status === "cancelled" ? look.fill : hue(stage);
+      const fill = status === "failed" || status === "cancelled" ? look.fill : hue(stage, nth[stage]);
       const rect = svgEl("rect", { x, y, width: w, height: lane - 6, rx: 2,
                                    class: "pydags-bar" + (critical.has(stage) ? " pydags-critical" : ""),
                                    style: `fill:${fill};stroke:${look.edge}` });
