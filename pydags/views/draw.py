@@ -48,7 +48,8 @@ class Drawing:
     """One pipeline drawn once; ``update`` recolours, ``png`` repaints what changed."""
 
     def __init__(self, graph: nx.DiGraph, ax=None, *, layout: str = "layered",
-                 figsize: tuple[float, float] | None = None, legend: str = "present"):
+                 figsize: tuple[float, float] | None = None, legend: str = "present",
+                 glyphs: bool = True):
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, "
                              f"not {layout!r}")
@@ -80,9 +81,10 @@ class Drawing:
         half_w, half_h = BOX_WIDTH / 2, self.box_height / 2
         for node in graph:
             x, y = self.layout.centre[node]
+            # add_artist, not add_patch: the limits are set, and measuring each box costs
             if graph.nodes[node].get("mapped"):  # a stack of cards: one per item
                 for step in (2, 1):
-                    ax.add_patch(FancyBboxPatch(
+                    ax.add_artist(FancyBboxPatch(
                         (x - half_w + 0.05 * step, y - half_h + 0.05 * step),
                         BOX_WIDTH, self.box_height, boxstyle="round,pad=0,rounding_size=0.08",
                         linewidth=1.0, zorder=1.5 - 0.1 * step, facecolor="#d9d9d9",
@@ -90,15 +92,16 @@ class Drawing:
             box = FancyBboxPatch((x - half_w, y - half_h), BOX_WIDTH, self.box_height,
                                  boxstyle="round,pad=0,rounding_size=0.08", linewidth=1.4,
                                  zorder=2, gid=str(node))
-            ax.add_patch(box)
+            ax.add_artist(box)
             self.boxes[node] = box
             self.texts[node] = ax.text(x + 0.04, y, "\n".join(labels[node]), ha="center",
                                        va="center", fontsize=FONT_SIZE, zorder=3,
                                        linespacing=1.15, family="DejaVu Sans",
                                        gid=f"pydags-label:{node}")
-            self.glyphs[node] = ax.text(x - half_w + 0.1, y, "", ha="center", va="center",
-                                        fontsize=FONT_SIZE, zorder=3, family="DejaVu Sans",
-                                        gid=f"pydags-glyph:{node}")
+            if glyphs:  # a front end that recolours may draw its own, at less cost
+                self.glyphs[node] = ax.text(x - half_w + 0.1, y, "", ha="center",
+                                            va="center", fontsize=FONT_SIZE, zorder=3,
+                                            family="DejaVu Sans", gid=f"pydags-glyph:{node}")
         self.status: dict[object, str] = {}  # node -> the look it is drawn with
         self._legend = None
         self.update({})
@@ -130,8 +133,9 @@ class Drawing:
             look = LOOKS[new]
             _apply(self.boxes[node], look)
             self.texts[node].set_color(look.text)
-            self.glyphs[node].set_color(look.text)
-            self.glyphs[node].set_text(look.glyph)
+            if node in self.glyphs:
+                self.glyphs[node].set_color(look.text)
+                self.glyphs[node].set_text(look.glyph)
             self.status[node] = new
         present = set(self.status.values())
         shown = [s for s in LOOKS if self.legend == "all" or s in present]

@@ -132,14 +132,20 @@ function render({ model, el: root }) {
       group.setAttribute("tabindex", "0");
       group.setAttribute("role", "button");
       group.addEventListener("focus", () => { focused = name; });
-      boxes.set(name, { group, shape: group.querySelector("path"), label: find("label"),
-                        glyph: find("glyph"), note });
+      const shape = group.querySelector("path");
+      boxes.set(name, { group, shape, label: find("label"), glyph: find("glyph") || glyphOf(shape, note), note });
       names.append(el("option", { value: name }));
     }
     placed = false;
     applyZoom(kept.zoom ?? 1);
     recolour();
     requestAnimationFrame(firstView);
+  }
+
+  function glyphOf(shape, note) { // the status glyph at the box's left, made here
+    const glyph = svgEl("text", { class: "pydags-glyph" });
+    note.before(glyph);
+    return glyph;
   }
 
   function boxOf(name) { // a box in SVG units, measured once the view is on the page
@@ -245,6 +251,10 @@ function render({ model, el: root }) {
       parts.note.setAttribute("x", box.x + box.width - 4);
       parts.note.setAttribute("y", box.y + box.height - 3);
       parts.note.dataset.placed = "1";
+      if (parts.glyph?.classList.contains("pydags-glyph")) {
+        parts.glyph.setAttribute("x", box.x + 7.2);
+        parts.glyph.setAttribute("y", box.y + box.height / 2);
+      }
     }
     const text = noteOf(name, stage);
     if (parts.note.textContent !== text) parts.note.textContent = text;

@@ -88,6 +88,7 @@ class PipelineWidget(anywidget.AnyWidget):
         self.title = pipeline.name
         self.view = uuid.uuid4().hex
         self.drawn = threading.Event()
+        self.drawn_at = 0.0  # when the drawing was ready (perf_counter)
         threading.Thread(target=copy_context().run, args=(self._draw,), name="pydags-draw",
                          daemon=True).start()  # a large DAG takes a moment: show the rest now
         self.looks = {name: {"fill": look.fill, "edge": look.edge, "dash": look.linestyle,
@@ -106,8 +107,9 @@ class PipelineWidget(anywidget.AnyWidget):
                        for name, reason in reasons.items()}
 
     def _draw(self) -> None:
-        self.svg = Drawing(self.pipeline.graph, legend="all").svg()
+        self.svg = Drawing(self.pipeline.graph, legend="all", glyphs=False).svg()
         self.recent = recent_times(self.pipeline.name)
+        self.drawn_at = time.perf_counter()
         self.drawn.set()
 
 
