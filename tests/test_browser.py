@@ -477,8 +477,11 @@ def test_the_first_view_of_32_stages_shows_the_running_work_with_little_blank(pa
                      .filter((t) => /^(load|clean|fit|score)_/.test(t.textContent))
                      .map((t) => t.getBoundingClientRect().height)) };
     }""")
-    shot(page, "live_view")  # the README's pictures, light and dark
-    if os.environ.get("PYDAGS_SCREENSHOTS"):
+    if os.environ.get("PYDAGS_SCREENSHOTS"):  # the README's pictures, mid-run, light and dark
+        page.wait_for_function("() => +(/(\\d+)\\/32 done/.exec(document.querySelector("
+                               "'.pydags-counts').textContent) || [0, 0])[1] >= 8",
+                               timeout=120_000)
+        shot(page, "live_view")
         page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
                       "{theme: 'JupyterLab Dark'})")
         page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",

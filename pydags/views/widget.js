@@ -550,8 +550,10 @@ function render({ model, el: root }) {
     }
     if (pick && pick !== kept.chosen) choose(pick, false);
     else inspect();
-    if (kept.follow && model.get("state") === "running" && pick && all[pick]?.status === "running"
-        && boxes.has(pick) && placed && !visible(pick)) centreOn(pick);
+    const followed = all[pick]?.status === "running" ? pick
+      : order.find((n) => all[n]?.status === "running");
+    if (kept.follow && model.get("state") === "running" && followed && boxes.has(followed)
+        && placed && !visible(followed)) centreOn(followed);
   }
 
   // --- the timeline -----------------------------------------------------------------------
