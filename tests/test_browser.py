@@ -639,3 +639,36 @@ def test_jupyter_notebook_7_shows_the_live_view_and_then_the_report(page, lab):
     assert "27/32 done" in report and "skipped: `fit_prophet` failed" in report, report
     page.wait_for_selector(".jp-OutputArea .pydags-view svg g[id^='pydags-stage:']")
     assert "27/32 done" in page.inner_text(".pydags-view .pydags-counts")
+
+
+def test_keys_move_between_stages_and_the_pointer_zooms_and_pans(page, lab):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from workload import wide_pipeline
+
+    children = {n: set(wide_pipeline(200, 0.05).graph.successors(n)) for n in ("fit_000",)}
+    open_and_run_all(page, lab, "wide.ipynb")
+    ready_view(page)
+    page.locator(".pydags-view g[id='pydags-stage:fit_000']").focus()
+    page.keyboard.press("Enter")
+    head = ".pydags-view .pydags-inspector-head"
+    assert page.inner_text(head).startswith("fit_000 ·")
+    page.keyboard.press("ArrowRight")  # along an edge, to a stage that takes fit_000's result
+    page.keyboard.press("Enter")
+    child = page.inner_text(head).split(" ·")[0]
+    assert child in children["fit_000"], (child, children)
+    svg = ".pydags-view .pydags-dag svg"
+    width = page.eval_on_selector(svg, "s => s.getBoundingClientRect().width")
+    port = page.eval_on_selector(".pydags-view .pydags-dag",
+                                 "p => p.getBoundingClientRect().toJSON()")
+    page.mouse.move(port["x"] + port["width"] / 2, port["y"] + port["height"] / 2)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -300)  # Ctrl + wheel: zoom in about the pointer
+    page.keyboard.up("Control")
+    page.wait_for_function(f"() => document.querySelector({json.dumps(svg)})"
+                           f".getBoundingClientRect().width > {width * 1.2}", timeout=10_000)
+    left = page.eval_on_selector(".pydags-view .pydags-dag", "p => p.scrollLeft")
+    page.mouse.down()
+    page.mouse.move(port["x"] + port["width"] / 2 - 150, port["y"] + port["height"] / 2, steps=5)
+    page.mouse.up()  # dragged to the left: the view moved right
+    assert page.eval_on_selector(".pydags-view .pydags-dag", "p => p.scrollLeft") >= left + 100
+    assert not page.locator(".pydags-view .pydags-follow-box").is_checked()  # the user took over

@@ -550,10 +550,14 @@ function render({ model, el: root }) {
     }
     if (pick && pick !== kept.chosen) choose(pick, false);
     else inspect();
-    const followed = all[pick]?.status === "running" ? pick
-      : order.find((n) => all[n]?.status === "running");
-    if (kept.follow && model.get("state") === "running" && followed && boxes.has(followed)
-        && placed && !visible(followed)) centreOn(followed);
+  }
+
+  function followRunning() { // "Follow running": a running stage stays in sight
+    if (!kept.follow || model.get("state") !== "running" || !placed) return;
+    const all = stages();
+    const followed = all[kept.chosen]?.status === "running" ? kept.chosen
+      : [...boxes.keys()].find((n) => all[n]?.status === "running");
+    if (followed && !visible(followed)) centreOn(followed);
   }
 
   // --- the timeline -----------------------------------------------------------------------
@@ -771,7 +775,7 @@ function render({ model, el: root }) {
   });
 
   follow.checked = kept.follow;
-  follow.addEventListener("change", () => { kept.follow = follow.checked; autoChoose(); });
+  follow.addEventListener("change", () => { kept.follow = follow.checked; followRunning(); });
   tabs.dag.addEventListener("click", () => showTab("dag"));
   tabs.timeline.addEventListener("click", () => showTab("timeline"));
   buttons.run.addEventListener("click", () => model.send({ action: "run" }));
@@ -788,7 +792,9 @@ function render({ model, el: root }) {
 
   model.on("change:svg", drawDag);
   model.on("change:recent", () => { shown = ""; inspect(); });
-  model.on("change:stages", () => { recolour(); header_(); autoChoose(); drawTimeline(); });
+  model.on("change:stages", () => {
+    recolour(); header_(); autoChoose(); followRunning(); drawTimeline();
+  });
   model.on("change:bars", drawTimeline);
   model.on("change:efficiency", drawTimeline);
   model.on("change:items", () => { recolour(); header_(); if (kept.chosen && model.get("items")[kept.chosen]) inspect(); });
