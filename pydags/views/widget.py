@@ -15,6 +15,7 @@ wherever the page runs scripts. The widget's models are closed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import threading
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
+import networkx as nx
 import traitlets
 
 from pydags.recorder import Snapshot
@@ -107,7 +109,9 @@ class PipelineWidget(anywidget.AnyWidget):
                        for name, reason in reasons.items()}
 
     def _draw(self) -> None:
-        self.svg = Drawing(self.pipeline.graph, legend="all", glyphs=False).svg()
+        graph = self.pipeline.graph
+        self.svg = drawn_svg(tuple(graph.nodes(data="mapped", default=False)),
+                             tuple(graph.edges))
         self.recent = recent_times(self.pipeline.name)
         self.drawn_at = time.perf_counter()
         self.drawn.set()
@@ -285,6 +289,16 @@ class PipelineWidget(anywidget.AnyWidget):
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         data["text/plain"] = self.summary()
         return bundle
+
+
+@functools.lru_cache(maxsize=8)
+def drawn_svg(nodes: tuple[tuple[str, bool], ...], edges: tuple[tuple[str, str], ...]) -> str:
+    """The view's SVG of a DAG: the same DAG shown again (the next run of a pipeline, a view
+    of it kept beside) is drawn once."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from((name, {"mapped": mapped}) for name, mapped in nodes)
+    graph.add_edges_from(edges)
+    return Drawing(graph, legend="all", glyphs=False).svg()
 
 
 def recent_times(pipeline: str) -> dict[str, list[tuple[str, float]]]:
