@@ -27,13 +27,12 @@ PRE = 'style="white-space:pre;word-break:normal;overflow-wrap:normal"'  # lines 
 
 def run_html(graph: nx.DiGraph, run: Snapshot) -> str:
     """The run's DAG in its final colours with each stage's time, its totals, and one row
-    per stage: failures first, then in the order the stages ran."""
+    per stage: failures first, then the rest in the pipeline's order."""
     drawing = Drawing(graph, legend="present")
     drawing.update(run.status)
     drawing.annotate({name: f"{r.duration:.1f}s" for name, r in run.stage_records.items()
                       if r.duration is not None and name in graph})
-    records = sorted(run.stage_records.values(), key=lambda r: (
-        r.status is not StageStatus.FAILED, r.start is None, r.start or 0.0))
+    records = sorted(run.stage_records.values(), key=lambda r: r.status is not StageStatus.FAILED)
     rows = "".join(_row(record, run) for record in records)
     return (f'<div class="pydags-report" style="font-family:sans-serif;font-size:13px">'
             f"<div><b>{html.escape(run.pipeline_name)}</b> · {html.escape(summary(run))}</div>"
