@@ -639,8 +639,9 @@ function render({ model, el: root }) {
     minimapQueued = true;
     requestAnimationFrame(() => {
       minimapQueued = false;
-      const fits = !svgRoot || (svgRoot.clientWidth <= viewport.clientWidth + 1 &&
-                                svgRoot.clientHeight <= viewport.clientHeight + 1);
+      // only for a DAG well past the pane: on a small one it would hide more than it shows
+      const fits = !svgRoot || (svgRoot.clientWidth <= 1.6 * viewport.clientWidth &&
+                                svgRoot.clientHeight <= 1.6 * viewport.clientHeight);
       minimap.style.display = fits || kept.tab !== "dag" ? "none" : "";
       if (fits) return;
       const ratio = natural.height / natural.width;
