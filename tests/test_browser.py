@@ -543,6 +543,7 @@ def test_twenty_clicks_during_a_run_of_200_short_stages_each_open_the_stage_clic
                            "'running']\")", timeout=120_000)
     rng = random.Random(3)
     head = ".pydags-view .pydags-inspector-head"
+    page.hover(".pydags-view .pydags-dag")  # as a user about to click: following pauses
     for name in (f"fit_{rng.randrange(200):03d}" for _ in range(20)):
         target = page.locator(f".pydags-view g[id='pydags-stage:{name}']")
         target.evaluate("g => g.scrollIntoView({block: 'center', inline: 'center'})")

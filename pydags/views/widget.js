@@ -552,12 +552,14 @@ function render({ model, el: root }) {
     else inspect();
   }
 
-  function followRunning() { // "Follow running": a running stage stays in sight
-    if (!kept.follow || model.get("state") !== "running" || !placed) return;
+  function followRunning() {
+    // "Follow running": a running stage stays in sight, but never while the pointer is on
+    // the DAG (the view must not move under a click), and in one step, not an animation
+    if (!kept.follow || hovering || model.get("state") !== "running" || !placed) return;
     const all = stages();
     const followed = all[kept.chosen]?.status === "running" ? kept.chosen
       : [...boxes.keys()].find((n) => all[n]?.status === "running");
-    if (followed && !visible(followed)) centreOn(followed);
+    if (followed && !visible(followed)) centreOn(followed, "auto");
   }
 
   // --- the timeline -----------------------------------------------------------------------
@@ -675,7 +677,9 @@ function render({ model, el: root }) {
   // --- the user's hands: clicks, drag, wheel, keys, search --------------------------------
   function stopFollowing() { kept.follow = false; follow.checked = false; }
 
-  let drag = null, dragged = false;
+  let drag = null, dragged = false, hovering = false;
+  viewport.addEventListener("pointerenter", () => { hovering = true; });
+  viewport.addEventListener("pointerleave", () => { hovering = false; });
   viewport.addEventListener("pointerdown", (event) => {
     if (event.button !== 0) return;
     drag = { x: event.clientX, y: event.clientY, left: viewport.scrollLeft, top: viewport.scrollTop };
