@@ -120,6 +120,7 @@ class Scheduler:
 
     def _hand_out(self) -> None:
         while True:
+            self.core.capacity = self.executor.capacity  # short jobs: more per worker
             self.core.hand_out()
             if not self._apply():
                 return

@@ -1,4 +1,4 @@
-"""Worker processes on this machine, one job at a time each.
+"""Worker processes on this machine, one job at a time each, the next ones queued when short.
 
 Each worker is an interpreter of its own (``pydags.executors.worker``) in its own process
 group, talking over two pipes, taken from this process's pool of warm workers and given
@@ -10,9 +10,11 @@ timeout, a cancel or a crash stops or blames exactly that stage: its worker is k
 from __future__ import annotations
 
 import contextlib
+import itertools
 import pickle
 import signal
 import time
+from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
@@ -22,23 +24,57 @@ from pydags.calls import StageCall
 from pydags.executors import buffers, kept, pool
 from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor
+from pydags.executors.batch import ItemBatch
 from pydags.executors.link import Worker
-from pydags.executors.worker import CONTEXT, OUTPUT, STARTED, SentFunction, context
+from pydags.executors.worker import (
+    CONTEXT,
+    DROP,
+    JOBS,
+    NEXT,
+    OUTPUT,
+    STARTED,
+    SentFunction,
+    context,
+)
 from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started
 
 if TYPE_CHECKING:
     from pydags.results import Results
 
 
+BUDGET_SECONDS = 0.002  # of short jobs queued on a worker: hides the round trip to it
+MOST_QUEUED = 32  # jobs on one worker at once
+
+
+@dataclass(eq=False)
+class _Sent:
+    """A job given to a worker: its number there, its pickle and the shared buffers written
+    for it, and how long it should take (from this run's jobs of its function; None: unknown)."""
+
+    number: int
+    job: Job
+    payload: bytes
+    files: list[str]
+    kind: Any  # what its duration is learnt under: its function
+    expected: float | None
+    keeps: bool  # it takes results kept by a worker (its pickle names that worker's)
+    sent: bool = False
+
+
 @dataclass(eq=False)
 class _Slot:
     name: str  # "worker-N": a replaced worker takes the slot of the one it replaces
     worker: Worker
-    job: Job | None = None
-    started: float = 0.0  # when the worker began the job (0 until it says so)
+    running: _Sent | None = None
+    queued: deque[_Sent] = field(default_factory=deque)  # given to it, not started, in order
+    dropped: set[int] = field(default_factory=set)  # numbers of jobs it was told to skip
+    started: float = 0.0  # when the worker began the running job
     deadline: float | None = None
-    printed: list[str] = field(default_factory=list)  # by the job so far
-    files: list[str] = field(default_factory=list)  # shared buffers written for the job
+    printed: list[str] = field(default_factory=list)  # by the running job so far
+
+    @property
+    def busy(self) -> bool:
+        return self.running is not None or bool(self.queued)
 
     def output(self) -> str:
         """What the job printed so far (kept when its worker is killed)."""
@@ -51,21 +87,41 @@ class _Slot:
 
 
 class ProcessExecutor(Executor):
-    """Run jobs in ``workers`` worker processes."""
+    """Run jobs in ``workers`` worker processes.
+
+    A worker runs one job at a time. When this run's jobs turn out short, a worker is given
+    the next ones before its current one ends (up to ``BUDGET_SECONDS`` of expected work, in
+    one message), so it never waits for the driver between them; a job of unknown or long
+    duration goes alone, and nothing waits behind it.
+    """
 
     def __init__(self, workers: int) -> None:
-        self.capacity = workers
+        self.workers = workers
         self._slots: list[_Slot] = []
         self._news: list[Started | Printed | Outcome] = []
         self._context: tuple | None = None  # the driver's working directory, environment, path
         # (id of a stage function, by reference?) -> (a call of it, kept so that the id stays
         # its own; its bytes)
         self._sent: dict[tuple[int, bool], tuple[StageCall, SentFunction]] = {}
+        self._numbers = itertools.count(1)
+        self._seconds: dict[Any, float] = {}  # kind of job -> its recent duration
+        self._typical: float | None = None  # the recent duration of any job
+
+    @property
+    def capacity(self) -> int:  # type: ignore[override]
+        if not self._slots:
+            return self.workers
+        return sum(len(s.queued) + (s.running is not None) + self._room(s)
+                   for s in self._slots)
+
+    @property
+    def parallelism(self) -> int:
+        return self.workers
 
     def start(self) -> None:
         self._context = context()  # warm workers take the driver's as it is now
         self._slots = [_Slot(f"worker-{i + 1}", worker)
-                       for i, worker in enumerate(pool.POOL.take(self.capacity))]
+                       for i, worker in enumerate(pool.POOL.take(self.workers))]
 
     def submit(self, job: Job) -> None:
         inputs = {name: v for name, v in job.inputs.items() if isinstance(v, kept.Kept)}
@@ -78,35 +134,62 @@ class ProcessExecutor(Executor):
         sent = Job(job.name, function, job.args, job.kwargs, job.attempt, job.timeout, {},
                    job.keep)  # not dataclasses.replace: a job each, by the thousand
         keep = kept.new_key() if job.keep else None
-        for _ in range(3):  # an idle worker may have died since its last job
-            slot = self._place(list(inputs.values()))
-            slot.worker.busy = True  # from now on, it drops no result it kept
-            files: list[str] = []
-            try:
-                with kept.sending_to(slot.worker) if inputs else contextlib.nullcontext():
-                    payload = buffers.dumps((sent, keep), files)
-            except Exception as exc:
-                buffers.delete(files)
-                slot.worker.busy = False
-                lost = isinstance(exc, kept.LostResult)
-                self._news.append(_lost(job, inputs) if lost else _unsendable(job, exc))
-                return
+        slot = self._place(list(inputs.values()))
+        files: list[str] = []
+        try:
+            with kept.sending_to(slot.worker) if inputs else contextlib.nullcontext():
+                payload = buffers.dumps((sent, keep), files)
+        except Exception as exc:
+            buffers.delete(files)
+            lost = isinstance(exc, kept.LostResult)
+            self._news.append(_lost(job, inputs) if lost else _unsendable(job, exc))
+            return
+        kind = _kind(job.function)
+        slot.queued.append(_Sent(next(self._numbers), job, payload, files, kind,
+                                 self._seconds.get(kind), bool(inputs)))
+        slot.worker.busy = True  # from now on, it drops no result it kept
+
+    def _room(self, slot: _Slot) -> int:
+        """How many more jobs ``slot`` may take now."""
+        if not slot.busy:
+            return 1
+        if self._typical is None or len(slot.queued) >= MOST_QUEUED - 1:
+            return 0
+        ahead = 0.0
+        for sent in (slot.running, *slot.queued):
+            if sent is not None:
+                if sent.expected is None:
+                    return 0  # nothing waits behind a job that may be long
+                ahead += sent.expected
+        return max(0, min(MOST_QUEUED - 1 - len(slot.queued),
+                          int((BUDGET_SECONDS - ahead) / max(self._typical, 1e-6))))
+
+    def _place(self, inputs: Collection[kept.Kept]) -> _Slot:
+        """A worker with room: the one keeping most of the job's inputs if one does; else
+        the least busy, leaving the workers keeping results free for the stages taking them."""
+        free = [s for s in self._slots if self._room(s)] or self._slots
+        if inputs:
+            return max(free, key=lambda s: sum(k.nbytes for k in inputs if k.on(s.worker)))
+        return min(free, key=lambda s: (s.busy + len(s.queued), len(s.worker.kept)))
+
+    def _flush(self) -> None:
+        """Send every worker the jobs given to it since, in one message each."""
+        for slot in self._slots:
+            unsent = [sent for sent in slot.queued if not sent.sent]
+            if not unsent:
+                continue
             try:
                 if slot.worker.context is not self._context:
                     if slot.worker.context != self._context:
                         slot.worker.inbox.send_bytes(CONTEXT + pickle.dumps(self._context))
                     slot.worker.context = self._context
-                slot.worker.inbox.send_bytes(payload)
-            except OSError:
-                buffers.delete(files)
-                self._replace(slot, "died")
+                slot.worker.inbox.send_bytes(
+                    JOBS + pickle.dumps([(s.number, s.payload) for s in unsent]))
+            except OSError:  # it died since: while it ran a job, or idle since the last run
+                self._died(slot)
                 continue
-            slot.job, slot.started, slot.deadline, slot.printed = job, 0.0, None, []
-            slot.files, slot.worker.busy = files, True
-            return
-        self._news.append(Outcome(job.name, job.attempt, False, start=time.time(),
-                                  end=time.time(), error=StageError(
-                                      ErrorKind.CRASH, "no worker process could be started")))
+            for sent in unsent:
+                sent.sent = True
 
     def share(self, value: Any) -> Any:
         """``value`` with its large buffers written to shared memory once and mapped here:
@@ -121,91 +204,132 @@ class ProcessExecutor(Executor):
     def upstream(self, name: str, results: Results) -> Any:
         return results.held(name)  # a result a worker keeps stays there until needed
 
-    def _place(self, inputs: Collection[kept.Kept]) -> _Slot:
-        """A free worker: the one keeping most of the job's inputs if one does."""
-        free = [s for s in self._slots if s.job is None]
-        if not inputs:  # leave the workers keeping results free for the stages taking them
-            return min(free, key=lambda s: len(s.worker.kept)) if len(free) > 1 else free[0]
-        return max(free, key=lambda s: sum(k.nbytes for k in inputs if k.on(s.worker)))
-
     def poll(self, timeout: float) -> list[Started | Printed | Outcome]:
+        for _ in range(3):  # jobs of a worker that died go to its replacement
+            self._flush()
         if self._news:
             news, self._news = self._news, []
             return news
-        busy = {s.worker.outbox: s for s in self._slots if s.job is not None}
-        deadlines = [w.deadline for w in busy.values() if w.deadline is not None]
+        busy = {s.worker.outbox: s for s in self._slots if s.busy}
+        deadlines = [s.deadline for s in busy.values() if s.deadline is not None]
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.time()))
         readable = wait(list(busy), timeout)
         for conn in readable:
             slot = busy[conn]
-            self._news.append(self._receive(slot))
-            while slot.job is not None and conn.poll(0):  # the outcome often follows at once
-                self._news.append(self._receive(slot))
+            self._receive(slot)
+            while slot.busy and slot.worker.outbox is conn and conn.poll(0):
+                self._receive(slot)  # the next message often follows at once
         now = time.time()
         for conn, slot in busy.items():
-            if slot.job is None:
+            if not slot.busy or slot.worker.outbox is not conn:
                 continue
             if conn not in readable and not slot.worker.alive():
                 # Dead, though its pipe is open: something it forked holds the pipe.
-                self._news.append(self._died(slot))
+                self._died(slot)
             elif slot.deadline is not None and now >= slot.deadline:
-                self._news.append(self._timed_out(slot, now))
+                self._timed_out(slot, now)
         news, self._news = self._news, []
         return news
 
-    def _receive(self, slot: _Slot) -> Started | Printed | Outcome:
-        job = slot.job
-        assert job is not None
+    def _receive(self, slot: _Slot) -> None:
         try:
             data = slot.worker.outbox.recv_bytes()
         except (EOFError, OSError):
-            return self._died(slot)
+            self._died(slot)
+            return
+        self._handle(slot, data)
+
+    def _handle(self, slot: _Slot, data: bytes) -> None:
         if data.startswith(OUTPUT):
-            text = data[len(OUTPUT):].decode("utf-8", "replace")
-            slot.printed.append(text)
-            return Printed(job.name, job.attempt, text)
-        if data == STARTED:  # the timeout counts from now, not from when the job was sent
-            slot.started = now = time.time()
-            slot.deadline = now + job.timeout if job.timeout else None
-            return Started(job.name, job.attempt, slot.label, now)
-        slot.job, slot.worker.busy = None, False
-        kept.drop(slot.worker)
+            if slot.running is not None:  # not what a thread of it printed between jobs
+                text = data[len(OUTPUT):].decode("utf-8", "replace")
+                slot.printed.append(text)
+                self._news.append(Printed(slot.running.job.name, slot.running.job.attempt, text))
+        elif data.startswith(STARTED):
+            self._started(slot, int(data[len(STARTED):]))
+        elif data.startswith(NEXT):
+            number, _, data = data[len(NEXT):].partition(b"\x00")
+            self._ended(slot, data)
+            self._started(slot, int(number))
+        else:
+            self._ended(slot, data)
+
+    def _started(self, slot: _Slot, number: int) -> None:
+        if number in slot.dropped or not slot.queued or slot.queued[0].number != number:
+            # It began a job withdrawn meanwhile: that job must not run.
+            self._replace(slot, "was stopped when a stage given to it was withdrawn",
+                          rescue=True)
+            return
+        slot.running = sent = slot.queued.popleft()
+        job = sent.job
+        # the timeout counts from now, not from when the job was sent
+        slot.started = now = time.time()
+        slot.deadline = now + job.timeout if job.timeout else None
+        slot.printed = []
+        self._news.append(Started(job.name, job.attempt, slot.label, now))
+
+    def _ended(self, slot: _Slot, data: bytes) -> None:
+        sent, slot.running, slot.deadline = slot.running, None, None
+        if sent is None:
+            return  # the job of a worker replaced meanwhile
+        if not slot.busy:
+            slot.worker.busy = False
+            kept.drop(slot.worker)
+        job = sent.job
         try:
             outcome: Outcome = buffers.loads(data)
         except Exception as exc:  # the result's own unpickling failed, not the worker
-            return Outcome(job.name, job.attempt, False, worker=slot.label,
-                           start=slot.started, end=time.time(), error=StageError(
-                               ErrorKind.RESULT, f"the result of stage {job.name!r} could not be "
-                               f"loaded here: {type(exc).__name__}: {exc}"))
+            outcome = Outcome(job.name, job.attempt, False, start=slot.started, end=time.time(),
+                              error=StageError(
+                                  ErrorKind.RESULT, f"the result of stage {job.name!r} could "
+                                  f"not be loaded here: {type(exc).__name__}: {exc}"))
         finally:
-            buffers.delete(slot.files)
+            buffers.delete(sent.files)
         outcome.name, outcome.attempt, outcome.worker = job.name, job.attempt, slot.label
         if isinstance(outcome.value, kept.Kept):
             outcome.value.attach(slot.worker, job.name, slot.label)
-        return outcome
+        self._learn(sent.kind, outcome.end - outcome.start)
+        self._news.append(outcome)
 
-    def _timed_out(self, slot: _Slot, now: float) -> Outcome:
-        job = slot.job
-        assert job is not None
+    def _learn(self, kind: Any, seconds: float) -> None:
+        """A job of ``kind`` took ``seconds``: what the next ones are expected to take."""
+        old = self._seconds.get(kind)
+        self._seconds[kind] = seconds if old is None else 0.7 * old + 0.3 * seconds
+        typical = self._typical
+        self._typical = seconds if typical is None else 0.9 * typical + 0.1 * seconds
+
+    def _timed_out(self, slot: _Slot, now: float) -> None:
+        sent = slot.running
+        assert sent is not None
+        job = sent.job
         self._drain(slot)
-        label, output = slot.label, slot.output()
+        label, output, started = slot.label, slot.output(), slot.started
         self._replace(slot, f"was stopped when stage {job.name!r} timed out", rescue=True)
-        return Outcome(job.name, job.attempt, False, worker=label, start=slot.started, end=now,
-                       output=output,
-                       error=StageError(ErrorKind.TIMEOUT, f"stage {job.name!r} timed out after "
-                                        f"{job.timeout:g} s; its worker was stopped"))
+        self._news.append(Outcome(
+            job.name, job.attempt, False, worker=label, start=started, end=now, output=output,
+            error=StageError(ErrorKind.TIMEOUT, f"stage {job.name!r} timed out after "
+                             f"{job.timeout:g} s; its worker was stopped")))
 
-    def _died(self, slot: _Slot) -> Outcome:
-        job = slot.job
-        assert job is not None
-        code = slot.worker.process.wait()
-        self._drain(slot)
-        label, output = slot.label, slot.output()
+    def _died(self, slot: _Slot) -> None:
+        """The worker died: blame the job it ran (or was loading), and replace it."""
+        code, worker = slot.worker.process.wait(), slot.worker
+        with contextlib.suppress(EOFError, OSError):  # what it said before it died counts
+            while slot.worker is worker and worker.outbox.poll(0):
+                self._handle(slot, worker.outbox.recv_bytes())
+        if slot.worker is not worker:
+            return  # replaced meanwhile
+        label, output, started = slot.label, slot.output(), slot.started or time.time()
+        sent = slot.running
+        if sent is None and slot.queued and slot.queued[0].sent:  # it died loading that one
+            sent = slot.queued.popleft()
+            buffers.delete(sent.files)
         self._replace(slot, f"died ({_describe_exit(code)})")  # with what the stage started
-        return Outcome(job.name, job.attempt, False, worker=label, start=slot.started,
-                       end=time.time(), output=output,
-                       error=StageError(ErrorKind.CRASH, f"worker died ({_describe_exit(code)})"))
+        if sent is not None:
+            self._news.append(Outcome(
+                sent.job.name, sent.job.attempt, False, worker=label, start=started,
+                end=time.time(), output=output,
+                error=StageError(ErrorKind.CRASH, f"worker died ({_describe_exit(code)})")))
 
     def _drain(self, slot: _Slot) -> None:
         """Keep what a worker about to be killed printed but the driver has not read yet."""
@@ -220,26 +344,64 @@ class ProcessExecutor(Executor):
 
     def cancel(self, names: set[str]) -> None:
         for slot in self._slots:
-            if slot.job is not None and slot.job.name in names:
-                self._replace(slot, f"was stopped when stage {slot.job.name!r} was cancelled",
-                              rescue=True)
+            withdrawn = [sent for sent in slot.queued if sent.job.name in names]
+            for sent in withdrawn:
+                slot.queued.remove(sent)
+                buffers.delete(sent.files)
+            if slot.running is not None and slot.running.job.name in names:
+                self._replace(slot, f"was stopped when stage {slot.running.job.name!r} was "
+                              "cancelled", rescue=True)
+                continue
+            numbers = [sent.number for sent in withdrawn if sent.sent]
+            if numbers:
+                slot.dropped.update(numbers)
+                try:
+                    slot.worker.inbox.send_bytes(DROP + pickle.dumps(numbers))
+                except OSError:
+                    self._died(slot)
 
     def _replace(self, slot: _Slot, why: str, rescue: bool = False) -> None:
         """Kill the slot's worker (and all it started; ``rescue``: fetching what it keeps
-        first); a new one takes its place. What it kept is lost, ``why``."""
+        first); a new one takes its place, and the jobs given to it. What it kept is lost,
+        ``why``."""
         if rescue:
             kept.rescue(slot.worker, why)
         pool.kill(slot.worker, why)
-        buffers.delete(slot.files)
-        slot.worker, slot.job, slot.deadline = pool.spawn(), None, None
+        if slot.running is not None:
+            buffers.delete(slot.running.files)
+        slot.worker, slot.running, slot.deadline = pool.spawn(), None, None
+        slot.dropped, slot.printed, slot.started = set(), [], 0.0
+        again = [sent for sent in slot.queued if sent.keeps]  # named the results it kept
+        slot.queued = deque(sent for sent in slot.queued if not sent.keeps)
+        for sent in slot.queued:
+            sent.sent = False
+        slot.worker.busy = slot.busy
+        for sent in again:
+            buffers.delete(sent.files)
+            self.submit(sent.job)
 
     def shutdown(self) -> None:
-        busy = [s for s in self._slots if s.job is not None]
-        for slot in busy:  # interrupted mid-stage: not fit to reuse
-            kept.rescue(slot.worker, "was stopped when the run was interrupted")
-            pool.kill(slot.worker, "was stopped when the run was interrupted")
-        pool.POOL.give_back([s.worker for s in self._slots if s.job is None])
+        idle = []
+        for slot in self._slots:
+            for sent in slot.queued:
+                buffers.delete(sent.files)
+            if slot.running is not None or slot.dropped or any(s.sent for s in slot.queued):
+                # interrupted mid-stage, or given jobs it may yet start: not fit to reuse
+                kept.rescue(slot.worker, "was stopped when the run was interrupted")
+                pool.kill(slot.worker, "was stopped when the run was interrupted")
+                if slot.running is not None:
+                    buffers.delete(slot.running.files)
+            else:
+                idle.append(slot.worker)
+        pool.POOL.give_back(idle)
         self._slots = []
+
+
+def _kind(function: Any) -> Any:
+    """What a job's duration is learnt under: its stage function, or its map's."""
+    if isinstance(function, ItemBatch):
+        return function.stage
+    return id(getattr(function, "function", function))
 
 
 def _describe_exit(code: int) -> str:

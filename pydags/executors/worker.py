@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -32,10 +33,13 @@ from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
 from pydags.protocol import ErrorKind, Outcome, StageError
 
 # Messages other than outcomes start with NUL, which an outcome's pickle never does.
-STARTED = b"\x00started"  # a job begins
+STARTED = b"\x00started"  # followed by a job's number: it begins
+NEXT = b"\x00next"  # a job's number, NUL, the outcome of the one before: one ended, it begins
 OUTPUT = b"\x00output"  # followed by what the stage printed since the last such message
 STOP = b"\x00stop"  # from the driver: exit
 CONTEXT = b"\x00context"  # from the driver: its working directory, environment and sys.path
+JOBS = b"\x00jobs"  # from the driver: (number, pickle) of jobs to run in this order
+DROP = b"\x00drop"  # from the driver: the numbers of jobs sent but withdrawn: skip them
 FLUSH_SECONDS = 0.1  # what a stage prints reaches the driver at least this often
 
 
@@ -143,22 +147,22 @@ def adopt(driver: tuple[str | None, dict[str, str], list[str]]) -> None:
 
 def serve(inbox: Connection, outbox: Connection) -> bool:
     """Run jobs until the driver says ``STOP`` (True) or the inbox closes without it (False:
-    the driver is gone). A job comes with the key under which to keep its result here, if
-    it may (``kept``)."""
+    the driver is gone). Jobs come in order, several at a time when stages are short, each
+    with its number and the key under which to keep its result here, if it may (``kept``).
+    When a job ends with the next one here already, one message says both."""
     lock = threading.Lock()  # one message at a time on the outbox
     sender = _Sender(outbox, lock)
     threading.Thread(target=sender.keep_flushing, daemon=True).start()
+    queue: deque[tuple[int, bytes]] = deque()  # (number, pickle) of the jobs sent, in order
+    told = 0  # the number of the job the driver knows started (with the last outcome)
     while True:
-        try:
-            data = inbox.recv_bytes()
-        except (EOFError, OSError):
-            return False
-        if data == STOP:
-            kept.flush_writes()  # the results it was asked to store, before it goes
-            return True
-        if data.startswith(CONTEXT):
-            adopt(pickle.loads(data[len(CONTEXT):]))
-            continue
+        if not queue or inbox.poll(0):  # a withdrawal may concern the next job
+            stopped = _read(inbox, queue, wait=not queue)
+            if stopped is not None:
+                return stopped
+            if not queue:
+                continue
+        number, data = queue.popleft()
         start, job = time.time(), None
         kept.idle.clear()  # its writes wait: they must not slow the stage down
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
@@ -169,25 +173,54 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
                                          "the worker could not load the stage")
             outcome = Outcome(getattr(exc, "stage", "?"), 0, False, error=error,
                               start=start, end=time.time())
-        else:
-            base.loading_stages = False
-            if not _send(outbox, lock, STARTED):
-                return False
+            keep = None
+        base.loading_stages = False
+        if number != told and not _send(outbox, lock, STARTED + b"%d" % number):
+            return False
+        if job is not None:
             outcome = execute(job, interrupt_fails=True, stream=sender)
             if keep is not None and outcome.ok:
                 outcome.value = kept.keep(outcome.value, keep)
-        base.loading_stages = False
         sys.stdout.flush()
         batch = getattr(job, "function", None)
         data = encode(outcome, batch if isinstance(batch, ItemBatch) else None)
         sender.flush()
-        if not _send(outbox, lock, data):
+        stopped = _read(inbox, queue, wait=False)
+        told = queue[0][0] if queue and stopped is None else 0
+        if not _send(outbox, lock, NEXT + b"%d\x00" % told + data if told else data):
             return False
-        kept.idle.set()
+        if stopped is not None:
+            return stopped
+        if not queue:
+            kept.idle.set()
         # Let the job's arguments go now, not when the next job comes: unmapping a big
         # buffer takes a while.
         job = outcome = data = batch = None
         reaping.reap()
+
+
+def _read(inbox: Connection, queue: deque[tuple[int, bytes]], wait: bool) -> bool | None:
+    """Take in the driver's messages waiting (``wait``: at least one): jobs join ``queue``,
+    withdrawn ones leave it. True: told to stop; False: the driver is gone."""
+    while wait or inbox.poll(0):
+        wait = False
+        try:
+            data = inbox.recv_bytes()
+        except (EOFError, OSError):
+            return False
+        if data == STOP:
+            kept.flush_writes()  # the results it was asked to store, before it goes
+            return True
+        if data.startswith(CONTEXT):
+            adopt(pickle.loads(data[len(CONTEXT):]))
+        elif data.startswith(DROP):
+            dropped = set(pickle.loads(data[len(DROP):]))
+            kept_jobs = [entry for entry in queue if entry[0] not in dropped]
+            queue.clear()
+            queue.extend(kept_jobs)
+        else:
+            queue.extend(pickle.loads(data[len(JOBS):]))
+    return None
 
 
 def _send(outbox: Connection, lock: threading.Lock, data: bytes) -> bool:
