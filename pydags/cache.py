@@ -66,6 +66,13 @@ def touch(store: Any, where: str) -> None:
         store.touch(where)
 
 
+def reused(store: Any, where: str) -> bool:
+    """Whether a result is stored under ``where``; if so, it is marked used now."""
+    if hasattr(store, "touch"):
+        return store.touch(where)  # one look at the store, not two
+    return where in store
+
+
 def last(store: Any, pipeline: str, name: str) -> dict[str, Any] | None:
     """The fingerprint of the last result stored for stage ``name``, if any."""
     try:

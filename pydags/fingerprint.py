@@ -61,6 +61,10 @@ class Fingerprint:
         whole = "\n".join([self.code, self.arguments, *map(":".join, self.upstream)])
         return hashlib.sha256(whole.encode()).hexdigest()[:32]
 
+    def record(self) -> dict[str, Any]:
+        """Its parts as a dict (as ``dataclasses.asdict``, which is slow), to be stored."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
     def change_from(self, before: dict[str, Any], rerun: set[str] = frozenset()) -> str:
         """Why this stage's result is not the one of fingerprint ``before`` (a stored
         ``asdict``): its code, a global, an argument, or an upstream stage (``rerun``: those

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import itertools
 import os
 import threading
@@ -241,6 +240,8 @@ class PersistedItems:
 
 PAUSE_SECONDS = 0.05  # the scheduler heard of no stage for this long: the keeper writes
 _keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()  # those with writes going on
+# (store, key of a stage's last fingerprint) -> the digest stored there, as last seen here
+_lasts: dict[tuple[Any, str], str] = {}
 _exiting = threading.Lock()
 
 
@@ -268,6 +269,7 @@ class Keeper:
         self.mapped = frozenset(plan.linked)  # their items are kept in chunks until done
         self.last_news = 0.0  # when the scheduler last heard from a stage (time.time())
         self.written: set[str] = set()  # the keys of this run's results: never evicted
+        self.grew = False  # whether it stored a result not stored before (the quota counts)
         # writes to do, in order (None: no more); appended on the scheduler's thread at
         # the cost of a deque's append, the thread woken only when it may be asleep
         self._writes: deque[Callable[[], None] | None] = deque()
@@ -335,7 +337,7 @@ class Keeper:
             for worker in self._writers:  # the results they keep: written once they are idle
                 for failure in flush(worker):
                     warnings.warn(failure, stacklevel=1)
-        if self.written:
+        if self.grew:
             from pydags.quota import enforce
 
             try:
@@ -359,11 +361,12 @@ class Keeper:
             return  # its code or arguments cannot be fingerprinted
         where = caching.key(self.pipeline, name, fingerprint.digest)
         last = caching.key(self.pipeline, name, "last")
-        if where in self.store:  # kept by an earlier run: the same inputs give the same result
-            caching.touch(self.store, where)
+        if caching.reused(self.store, where):  # an earlier run's: same inputs, same result
             self.written.add(where)
-            if caching.last(self.store, self.pipeline, name) != dataclasses.asdict(fingerprint):
-                self.store.set(last, dataclasses.asdict(fingerprint))
+            if _lasts.get((self.store, last)) != fingerprint.digest:
+                if caching.last(self.store, self.pipeline, name) != fingerprint.record():
+                    self.store.set(last, fingerprint.record())
+                _lasts[(self.store, last)] = fingerprint.digest
             return
         try:
             if isinstance(held, Remote):
@@ -377,7 +380,9 @@ class Keeper:
                           f"resume from it or reuse it): {exc}", stacklevel=1)
             return
         self.written.add(where)
-        self.store.set(last, dataclasses.asdict(fingerprint))
+        self.grew = True
+        self.store.set(last, fingerprint.record())
+        _lasts[(self.store, last)] = fingerprint.digest
         if name in self.mapped:  # its items' chunks are no longer needed
             for chunk in self.store.keys(caching.key(self.pipeline, name,
                                                      f"chunk-{fingerprint.digest[:32]}-")):

@@ -6,7 +6,7 @@ with anyone you would not let run code on your machine.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import pickle
 import re
@@ -134,6 +134,14 @@ def _unframed(data: bytearray) -> Any:
     return pickle.loads(head, buffers=buffers)
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _file_name(key: str) -> str:
+    name = quote(key, safe="") + ".pkl"
+    if len(name) > 250:
+        raise ValueError(f"store key too long ({len(key)} characters): {key[:40]!r}…")
+    return name
+
+
 def default_folder() -> Path:
     """``$PYDAGS_STORE``, else ``~/.cache/pydags/store``."""
     return Path(os.environ.get("PYDAGS_STORE") or Path.home() / ".cache" / "pydags" / "store")
@@ -143,23 +151,24 @@ class DiskStore(Store):
     """One file per key in a folder private to the user (mode 0700); writes are atomic."""
 
     local = True  # any process of this machine may write it: a worker writes what it keeps
+    _made = False  # the folder was seen here (reads and writes then go straight to it)
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else default_folder()
 
-    def _folder(self) -> Path:
-        if not self.path.is_dir():
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.path.chmod(0o700)
+    def _folder(self, made: bool = False) -> Path:
+        """The folder, made if it is not there (``made``: it was, and has gone since)."""
+        if made or not self._made:
+            if not self.path.is_dir():
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.path.chmod(0o700)
+            self._made = True
         return self.path
 
     def _file(self, key: str) -> Path:
         if not isinstance(key, str) or not key:
             raise TypeError(f"store keys are non-empty strings, not {key!r}")
-        name = quote(key, safe="") + ".pkl"
-        if len(name) > 250:
-            raise ValueError(f"store key too long ({len(key)} characters): {key[:40]!r}…")
-        return self._folder() / name
+        return self._folder() / _file_name(key)
 
     def get(self, key: str) -> Any:
         try:
@@ -175,7 +184,10 @@ class DiskStore(Store):
         worker writing a result it keeps waits there while it runs a stage)."""
         parts = framed(key, value)
         target = self._file(key)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".writing-")
+        try:
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".writing-")
+        except FileNotFoundError:  # the folder was deleted since (clear_cache, rm -r)
+            handle, temporary = tempfile.mkstemp(dir=self._folder(made=True), prefix=".writing-")
         # A process killed at any point leaves the old value or the new one, never half of
         # one. (Not fsynced: after a power cut a value may read as truncated, and its stage
         # then runs again.)
@@ -195,10 +207,14 @@ class DiskStore(Store):
     def delete(self, key: str) -> None:
         self._file(key).unlink(missing_ok=True)
 
-    def touch(self, key: str) -> None:
-        """Mark ``key`` as used now (the quota evicts the least recently used first)."""
-        with contextlib.suppress(OSError):
+    def touch(self, key: str) -> bool:
+        """Mark ``key`` as used now (the quota evicts the least recently used first);
+        False if nothing is stored under it."""
+        try:
             os.utime(self._file(key))
+        except OSError:
+            return False
+        return True
 
     def sizes(self, prefix: str = "") -> list[tuple[str, int, float]]:
         """The keys that start with ``prefix``, each with its bytes and when last used."""

@@ -3,6 +3,8 @@ it keeps for the driver."""
 
 from __future__ import annotations
 
+import os
+import struct
 import subprocess
 import threading
 import time
@@ -10,6 +12,8 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+
+READ_SIZE = 1 << 16
 
 
 @dataclass(eq=False)
@@ -26,6 +30,35 @@ class Worker:
     drops: deque[int] = field(default_factory=deque)  # kept results it may drop once idle
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
     context: tuple | None = None  # the driver's context it was last sent (``worker.context``)
+    unread: bytearray = field(default_factory=bytearray)  # of ``outbox``: a message's start
+
+    def messages(self) -> list[bytes]:
+        """The messages on ``outbox`` (``Connection`` framing) read at once: one read for
+        many short ones, where ``recv_bytes`` makes two for each, and a message begun is
+        read to its end. Call it when the outbox is readable; EOFError once it is closed."""
+        data = os.read(self.outbox.fileno(), READ_SIZE)
+        if not data:
+            raise EOFError
+        unread = self.unread
+        unread += data
+        messages, at = [], 0
+        while len(unread) - at >= 4:
+            (size,), head = struct.unpack_from("!i", unread, at), 4
+            if size == -1:  # a message of 2 GiB or more
+                if len(unread) - at < 12:
+                    break
+                (size,), head = struct.unpack_from("!Q", unread, at + 4), 12
+            missing = at + head + size - len(unread)
+            while missing > 0:  # the rest is on its way: as recv_bytes, wait for it
+                data = os.read(self.outbox.fileno(), max(missing, READ_SIZE))
+                if not data:
+                    raise EOFError
+                unread += data
+                missing -= len(data)
+            messages.append(bytes(unread[at + head:at + head + size]))
+            at += head + size
+        del unread[:at]
+        return messages
 
     @property
     def pid(self) -> int:

@@ -216,10 +216,7 @@ class ProcessExecutor(Executor):
             timeout = max(0.0, min(timeout, min(deadlines) - time.time()))
         readable = wait(list(busy), timeout)
         for conn in readable:
-            slot = busy[conn]
-            self._receive(slot)
-            while slot.busy and slot.worker.outbox is conn and conn.poll(0):
-                self._receive(slot)  # the next message often follows at once
+            self._receive(busy[conn])
         now = time.time()
         for conn, slot in busy.items():
             if not slot.busy or slot.worker.outbox is not conn:
@@ -233,12 +230,16 @@ class ProcessExecutor(Executor):
         return news
 
     def _receive(self, slot: _Slot) -> None:
+        worker = slot.worker
         try:
-            data = slot.worker.outbox.recv_bytes()
+            messages = worker.messages()
         except (EOFError, OSError):
             self._died(slot)
             return
-        self._handle(slot, data)
+        for data in messages:
+            if slot.worker is not worker:
+                return  # replaced meanwhile: the rest was its, and is void
+            self._handle(slot, data)
 
     def _handle(self, slot: _Slot, data: bytes) -> None:
         if data.startswith(OUTPUT):
@@ -316,7 +317,9 @@ class ProcessExecutor(Executor):
         code, worker = slot.worker.process.wait(), slot.worker
         with contextlib.suppress(EOFError, OSError):  # what it said before it died counts
             while slot.worker is worker and worker.outbox.poll(0):
-                self._handle(slot, worker.outbox.recv_bytes())
+                for data in worker.messages():
+                    if slot.worker is worker:
+                        self._handle(slot, data)
         if slot.worker is not worker:
             return  # replaced meanwhile
         label, output, started = slot.label, slot.output(), slot.started or time.time()
@@ -333,14 +336,13 @@ class ProcessExecutor(Executor):
 
     def _drain(self, slot: _Slot) -> None:
         """Keep what a worker about to be killed printed but the driver has not read yet."""
-        outbox = slot.worker.outbox
+        worker = slot.worker
         with contextlib.suppress(EOFError, OSError):
             for _ in range(1000):  # it may still be printing: read what is there, not more
-                if not outbox.poll(0):
+                if not worker.outbox.poll(0):
                     return
-                data = outbox.recv_bytes()
-                if data.startswith(OUTPUT):
-                    slot.printed.append(data[len(OUTPUT):].decode("utf-8", "replace"))
+                slot.printed.extend(data[len(OUTPUT):].decode("utf-8", "replace")
+                                    for data in worker.messages() if data.startswith(OUTPUT))
 
     def cancel(self, names: set[str]) -> None:
         for slot in self._slots:
