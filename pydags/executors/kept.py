@@ -40,7 +40,6 @@ FETCH_SECONDS = 60.0  # a worker answers a fetch between two bytecodes of its st
 STORE_SECONDS = 600.0  # a worker writing a result it keeps to a store: a big one may be slow
 RESCUE_SECONDS = 2.0  # at most this long fetching from a worker about to be stopped
 _MISSING = object()
-_PLAIN = {int, float, bool, str, complex, type(None)}  # never hold large buffers
 _keys = itertools.count(1)
 _target = threading.local()  # the worker a job is being pickled for
 
@@ -51,7 +50,7 @@ store: dict[int, Any] = {}  # key -> a result kept in this worker
 def keep(value: Any, key: int) -> Any:
     """In a worker: keep ``value`` here if it holds large buffers and give its handle; else
     give it pickled already (so that it is not pickled twice), or as it is."""
-    if type(value) in _PLAIN:
+    if type(value) in buffers.PLAIN:
         return value
     if type(value) in (bytes, bytearray):  # pickle would copy them: counted here
         if len(value) < buffers.THRESHOLD:

@@ -137,8 +137,12 @@ class ProcessExecutor(Executor):
         slot = self._place(list(inputs.values()))
         files: list[str] = []
         try:
-            with kept.sending_to(slot.worker) if inputs else contextlib.nullcontext():
-                payload = buffers.dumps((sent, keep), files)
+            if isinstance(function, SentFunction) and buffers.plain(job.args) \
+                    and buffers.plain(job.kwargs.values()):
+                payload = pickle.dumps((sent, keep), protocol=5)  # the C pickler will do
+            else:
+                with kept.sending_to(slot.worker) if inputs else contextlib.nullcontext():
+                    payload = buffers.dumps((sent, keep), files)
         except Exception as exc:
             buffers.delete(files)
             lost = isinstance(exc, kept.LostResult)

@@ -93,6 +93,8 @@ def loaded_function(data: bytes) -> Any:
 def encode(outcome: Outcome, batch: ItemBatch | None = None) -> bytes:
     """Pickle an outcome; an unpicklable result or exception becomes a clear failure (for
     a ``batch`` of items, the failure of the items whose results cannot be pickled)."""
+    if outcome.error is None and type(outcome.value) in buffers.PLAIN:
+        return pickle.dumps(outcome, protocol=5)
     if outcome.error is not None:
         outcome.error = portable(outcome.error)
     outcome.value = buffers.out_of_band(outcome.value)
