@@ -16,6 +16,9 @@ Algorithm
     ends when every item has (FAILED if one failed, naming it). A batch whose worker died
     is split: each item goes again alone until only the culprit fails. A map over a mapped
     stage takes each item as soon as the item it comes from is done.
+    An executor that *chains* (worker processes) takes, with a stage, the stages after it
+    that wait for it alone, in a line, to run on its worker right after it; if it fails,
+    they are withdrawn.
     An executor that *pipelines* (Dask) may take a stage as soon as the stages whose
     results it takes are handed out; if such an upstream attempt fails and is retried, the
     stages handed out behind it are withdrawn (back to PENDING) and handed out again behind
@@ -51,6 +54,7 @@ from pydags.protocol import ErrorKind, Outcome, Printed, StageError, Started
 from pydags.status import StageStatus
 
 WAITING = (StageStatus.QUEUED, StageStatus.RUNNING)
+CHAIN = 32  # stages handed out at once behind the one they wait for (``Core._chain``)
 
 
 
@@ -59,9 +63,10 @@ class Core:
     """The state of one run's scheduling, changed only by the news it is told."""
 
     def __init__(self, plan: Plan, *, capacity: int, parallelism: int, pipelines: bool,
-                 fail_fast: bool = False):
+                 fail_fast: bool = False, chains: bool = False):
         self.plan, self.fail_fast = plan, fail_fast
         self.capacity, self.parallelism, self.pipelines = capacity, parallelism, pipelines
+        self.chains = chains
         self.status = dict.fromkeys(plan.stages, StageStatus.PENDING)
         self.left = len(plan.stages)
         self.blocked = {name: set(deps) for name, deps in plan.dependencies.items()}
@@ -125,6 +130,8 @@ class Core:
                                  keep=self.takers[name] <= 1))
             if self.pipelines:
                 self._unblock(name, submitted=True)
+            elif self.chains:
+                self._chain(name)
 
     def expanded(self, name: str, count: int, known: set[int], label: Callable[[int], str],
                  ) -> None:
@@ -161,6 +168,7 @@ class Core:
     def lost(self, name: str, lost: tuple[str, ...]) -> None:
         """``name`` could not start: the results of ``lost`` went with a worker that died.
         They run again (a new attempt), then it does."""
+        self._withdraw_dependents(name)  # those handed out behind it, in a chain
         self.running.discard(name)
         self.blocked[name].update(lost)
         self._set(name, StageStatus.PENDING)
@@ -376,6 +384,25 @@ class Core:
             blocked.discard(name)
             if not blocked and self.status[dependent] is StageStatus.PENDING:
                 self._make_ready(dependent)
+
+    def _chain(self, name: str) -> None:
+        """``name`` was handed out to an executor that ``chains``: the stages after it
+        that wait for it alone, one after the other, go too (up to ``CHAIN``), to run on
+        its worker as soon as it ends, with no round trip to the driver between them."""
+        for _ in range(CHAIN):
+            followers = self.dependents[name]
+            if len(followers) != 1:
+                return
+            follower = followers[0]
+            if self.blocked[follower] != {name} or follower in self.plan.linked \
+                    or self.status[follower] is not StageStatus.PENDING:
+                return
+            self.blocked[follower].clear()
+            self._set(follower, StageStatus.QUEUED)
+            self.running.add(follower)
+            self.out.append(Hand(follower, follower, self.attempts[follower],
+                                 keep=self.takers[follower] <= 1, after=name))
+            name = follower
 
     def _withdraw_dependents(self, name: str) -> None:
         """Take back the stages handed out behind ``name`` (a pipelining executor's): they

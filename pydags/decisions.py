@@ -17,6 +17,7 @@ class Hand(NamedTuple):
     attempt: int
     items: range | None = None
     keep: bool = False  # its result may stay where it is made (one stage at most takes it)
+    after: str | None = None  # handed out behind this stage, to run right after it there
 
 
 class Expand(NamedTuple):

@@ -67,6 +67,7 @@ class Job:
     timeout: float | None = None
     inputs: dict[str, Any] = field(default_factory=dict)  # upstream stage -> what it gave
     keep: bool = False  # the result may stay where it is made (one stage at most takes it)
+    after: str | None = None  # to run on the worker of this stage, right after it
 
 
 @dataclass

@@ -53,7 +53,8 @@ class Scheduler:
         self.cached = cached or {}
         self.known_items = list(known_items)  # where items' results known already are kept
         self.core = Core(plan, capacity=executor.capacity, parallelism=executor.parallelism,
-                         pipelines=executor.pipelines, fail_fast=fail_fast)
+                         pipelines=executor.pipelines, fail_fast=fail_fast,
+                         chains=executor.chains)
         self.results = Results()  # what this run works with: its own
         self.maps: dict[str, MappedStage] = {}  # how to make each mapped stage's batches
         self.values: dict[str, list[Any]] = {}  # each mapped stage's items' results
@@ -174,12 +175,13 @@ class Scheduler:
     def _job(self, hand: Hand) -> Job:
         name = hand.stage
         stage = self.plan.stages[name]
-        upstream = {d: self.executor.upstream(d, self.results)
+        upstream = {d: self.executor.upcoming(d) if d == hand.after
+                    else self.executor.upstream(d, self.results)
                     for d in self.plan.dependencies[name]}
         args, kwargs = resolve_arguments(stage, upstream, self.plan.names)
         inputs = {d: upstream[d] for d in self.plan.inputs[name]}
         return Job(name, _function(self.plan, name), args, kwargs, attempt=hand.attempt,
-                   timeout=stage.timeout, inputs=inputs, keep=hand.keep)
+                   timeout=stage.timeout, inputs=inputs, keep=hand.keep, after=hand.after)
 
     def _tell(self, news: Started | Printed | Outcome) -> None:
         """Tell the core; if the news is about a job it still wants, record its facts."""

@@ -96,9 +96,13 @@ def loud():
 
 @stage
 def work(fate, *upstream):
-    """The soak test's stage: fails, kills its own worker, or adds up its inputs."""
+    """The soak test's stage: fails (``fail-once:PATH``: unless PATH exists, which it
+    makes), kills its own worker, or adds up its inputs."""
     if fate == "fail":
         raise RuntimeError("planned failure")
+    if fate.startswith("fail-once:") and not os.path.exists(fate[len("fail-once:"):]):
+        open(fate[len("fail-once:"):], "w").close()
+        raise RuntimeError("planned failure, the first time")
     if fate == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     return 1 + sum(upstream)

@@ -33,6 +33,7 @@ class Executor:
 
     capacity: int = 1
     pipelines: bool = False
+    chains: bool = False  # takes a stage with those after it that wait for it alone
 
     @property
     def parallelism(self) -> int:
@@ -49,6 +50,11 @@ class Executor:
     def upstream(self, name: str, results: Results) -> Any:
         """What a job receives in place of the upstream stage ``name``: its result."""
         return results[name]
+
+    def upcoming(self, name: str) -> Any:
+        """What a job handed out behind stage ``name`` (an executor that ``chains``)
+        receives in place of its result, which is not made yet."""
+        raise NotImplementedError
 
     def items(self, name: str, items: range, values: list[Any]) -> Any:
         """What a batch of a map over mapped stage ``name`` receives in place of the results

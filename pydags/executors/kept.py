@@ -87,6 +87,18 @@ class _Pickled:
         return pickle.loads, (self.data,)
 
 
+chained: dict[int, Any] = {}  # job number -> its result, for the job chained behind it
+
+
+def chained_result(number: int) -> Any:
+    """In a worker: the result of job ``number``, which ran here just before (the argument
+    of the job chained behind it)."""
+    try:
+        return chained[number]
+    except KeyError:
+        raise LostResult(f"this worker holds no result of job {number}") from None
+
+
 def held(key: int) -> Any:
     """In a worker: the result kept under ``key`` (a job's argument pickled as a reference)."""
     try:

@@ -16,16 +16,13 @@ import signal
 import time
 from collections import deque
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from pydags.calls import StageCall
 from pydags.executors import buffers, kept, pool
-from pydags.executors.attempt import OUTPUT_LIMIT
 from pydags.executors.base import Executor
-from pydags.executors.batch import ItemBatch
-from pydags.executors.link import Worker
+from pydags.executors.slots import Sent, Slot, Upcoming, behind, kind_of
 from pydags.executors.worker import (
     CONTEXT,
     DROP,
@@ -46,46 +43,6 @@ BUDGET_SECONDS = 0.002  # of short jobs queued on a worker: hides the round trip
 MOST_QUEUED = 32  # jobs on one worker at once
 
 
-@dataclass(eq=False)
-class _Sent:
-    """A job given to a worker: its number there, its pickle and the shared buffers written
-    for it, and how long it should take (from this run's jobs of its function; None: unknown)."""
-
-    number: int
-    job: Job
-    payload: bytes
-    files: list[str]
-    kind: Any  # what its duration is learnt under: its function
-    expected: float | None
-    keeps: bool  # it takes results kept by a worker (its pickle names that worker's)
-    sent: bool = False
-
-
-@dataclass(eq=False)
-class _Slot:
-    name: str  # "worker-N": a replaced worker takes the slot of the one it replaces
-    worker: Worker
-    running: _Sent | None = None
-    queued: deque[_Sent] = field(default_factory=deque)  # given to it, not started, in order
-    dropped: set[int] = field(default_factory=set)  # numbers of jobs it was told to skip
-    started: float = 0.0  # when the worker began the running job
-    deadline: float | None = None
-    printed: list[str] = field(default_factory=list)  # by the running job so far
-
-    @property
-    def busy(self) -> bool:
-        return self.running is not None or bool(self.queued)
-
-    def output(self) -> str:
-        """What the job printed so far (kept when its worker is killed)."""
-        return "".join(self.printed)[-OUTPUT_LIMIT:]
-
-    @property
-    def label(self) -> str:
-        """How runs name this worker: its slot and process id."""
-        return f"{self.name} (pid {self.worker.pid})"
-
-
 class ProcessExecutor(Executor):
     """Run jobs in ``workers`` worker processes.
 
@@ -97,7 +54,7 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         self._news: list[Started | Printed | Outcome] = []
         self._context: tuple | None = None  # the driver's working directory, environment, path
         # (id of a stage function, by reference?) -> (a call of it, kept so that the id stays
@@ -106,6 +63,7 @@ class ProcessExecutor(Executor):
         self._numbers = itertools.count(1)
         self._seconds: dict[Any, float] = {}  # kind of job -> its recent duration
         self._typical: float | None = None  # the recent duration of any job
+        self._given: dict[str, Sent] = {}  # stage -> its job, given to a worker, not ended
 
     @property
     def capacity(self) -> int:  # type: ignore[override]
@@ -114,13 +72,18 @@ class ProcessExecutor(Executor):
         return sum(len(s.queued) + (s.running is not None) + self._room(s)
                    for s in self._slots)
 
+    chains = True
+
     @property
     def parallelism(self) -> int:
         return self.workers
 
+    def upcoming(self, name: str) -> Any:
+        return Upcoming(self._given.get(name))
+
     def start(self) -> None:
         self._context = context()  # warm workers take the driver's as it is now
-        self._slots = [_Slot(f"worker-{i + 1}", worker)
+        self._slots = [Slot(f"worker-{i + 1}", worker)
                        for i, worker in enumerate(pool.POOL.take(self.workers))]
 
     def submit(self, job: Job) -> None:
@@ -134,7 +97,11 @@ class ProcessExecutor(Executor):
         sent = Job(job.name, function, job.args, job.kwargs, job.attempt, job.timeout, {},
                    job.keep)  # not dataclasses.replace: a job each, by the thousand
         keep = kept.new_key() if job.keep else None
-        slot = self._place(list(inputs.values()))
+        after = self._given.get(job.after) if job.after else None
+        if job.after and after is None:  # it failed to go out: it takes it back
+            self._news.append(_lost(job, {job.after: None}))
+            return
+        slot = self._place(list(inputs.values())) if after is None else self._holding(after)
         files: list[str] = []
         try:
             if isinstance(function, SentFunction) and buffers.plain(job.args) \
@@ -148,12 +115,17 @@ class ProcessExecutor(Executor):
             lost = isinstance(exc, kept.LostResult)
             self._news.append(_lost(job, inputs) if lost else _unsendable(job, exc))
             return
-        kind = _kind(job.function)
-        slot.queued.append(_Sent(next(self._numbers), job, payload, files, kind,
-                                 self._seconds.get(kind), bool(inputs)))
+        kind = kind_of(job.function)
+        self._given[job.name] = sent_job = Sent(next(self._numbers), job, payload, files, kind,
+                                                 self._seconds.get(kind), bool(inputs), after)
+        slot.queued.append(sent_job)
         slot.worker.busy = True  # from now on, it drops no result it kept
 
-    def _room(self, slot: _Slot) -> int:
+    def _holding(self, sent: Sent) -> Slot:
+        """The slot whose worker runs or will run ``sent``."""
+        return next(s for s in self._slots if s.running is sent or sent in s.queued)
+
+    def _room(self, slot: Slot) -> int:
         """How many more jobs ``slot`` may take now."""
         if not slot.busy:
             return 1
@@ -168,7 +140,7 @@ class ProcessExecutor(Executor):
         return max(0, min(MOST_QUEUED - 1 - len(slot.queued),
                           int((BUDGET_SECONDS - ahead) / max(self._typical, 1e-6))))
 
-    def _place(self, inputs: Collection[kept.Kept]) -> _Slot:
+    def _place(self, inputs: Collection[kept.Kept]) -> Slot:
         """A worker with room: the one keeping most of the job's inputs if one does; else
         the least busy, leaving the workers keeping results free for the stages taking them."""
         free = [s for s in self._slots if self._room(s)] or self._slots
@@ -188,7 +160,8 @@ class ProcessExecutor(Executor):
                         slot.worker.inbox.send_bytes(CONTEXT + pickle.dumps(self._context))
                     slot.worker.context = self._context
                 slot.worker.inbox.send_bytes(
-                    JOBS + pickle.dumps([(s.number, s.payload) for s in unsent]))
+                    JOBS + pickle.dumps([(s.number, s.after.number if s.after else 0,
+                                          s.payload) for s in unsent]))
             except OSError:  # it died since: while it ran a job, or idle since the last run
                 self._died(slot)
                 continue
@@ -233,7 +206,7 @@ class ProcessExecutor(Executor):
         news, self._news = self._news, []
         return news
 
-    def _receive(self, slot: _Slot) -> None:
+    def _receive(self, slot: Slot) -> None:
         worker = slot.worker
         try:
             messages = worker.messages()
@@ -245,7 +218,7 @@ class ProcessExecutor(Executor):
                 return  # replaced meanwhile: the rest was its, and is void
             self._handle(slot, data)
 
-    def _handle(self, slot: _Slot, data: bytes) -> None:
+    def _handle(self, slot: Slot, data: bytes) -> None:
         if data.startswith(OUTPUT):
             if slot.running is not None:  # not what a thread of it printed between jobs
                 text = data[len(OUTPUT):].decode("utf-8", "replace")
@@ -260,7 +233,9 @@ class ProcessExecutor(Executor):
         else:
             self._ended(slot, data)
 
-    def _started(self, slot: _Slot, number: int) -> None:
+    def _started(self, slot: Slot, number: int) -> None:
+        while slot.queued and slot.queued[0].number != number and slot.queued[0].after:
+            self._forget(slot.queued.popleft())  # chained behind a job that failed: skipped
         if number in slot.dropped or not slot.queued or slot.queued[0].number != number:
             # It began a job withdrawn meanwhile: that job must not run.
             self._replace(slot, "was stopped when a stage given to it was withdrawn",
@@ -274,13 +249,11 @@ class ProcessExecutor(Executor):
         slot.printed = []
         self._news.append(Started(job.name, job.attempt, slot.label, now))
 
-    def _ended(self, slot: _Slot, data: bytes) -> None:
+    def _ended(self, slot: Slot, data: bytes) -> None:
         sent, slot.running, slot.deadline = slot.running, None, None
         if sent is None:
             return  # the job of a worker replaced meanwhile
-        if not slot.busy:
-            slot.worker.busy = False
-            kept.drop(slot.worker)
+        self._given.pop(sent.job.name, None)
         job = sent.job
         try:
             outcome: Outcome = buffers.loads(data)
@@ -292,6 +265,14 @@ class ProcessExecutor(Executor):
         finally:
             buffers.delete(sent.files)
         outcome.name, outcome.attempt, outcome.worker = job.name, job.attempt, slot.label
+        sent.ok = outcome.ok
+        if not outcome.ok:  # the worker skips the jobs chained behind it
+            for follower in behind(slot.queued, {sent}):
+                slot.queued.remove(follower)
+                self._forget(follower)
+        if not slot.busy:
+            slot.worker.busy = False
+            kept.drop(slot.worker)
         if isinstance(outcome.value, kept.Kept):
             outcome.value.attach(slot.worker, job.name, slot.label)
         self._learn(sent.kind, outcome.end - outcome.start)
@@ -304,7 +285,7 @@ class ProcessExecutor(Executor):
         typical = self._typical
         self._typical = seconds if typical is None else 0.9 * typical + 0.1 * seconds
 
-    def _timed_out(self, slot: _Slot, now: float) -> None:
+    def _timed_out(self, slot: Slot, now: float) -> None:
         sent = slot.running
         assert sent is not None
         job = sent.job
@@ -316,7 +297,7 @@ class ProcessExecutor(Executor):
             error=StageError(ErrorKind.TIMEOUT, f"stage {job.name!r} timed out after "
                              f"{job.timeout:g} s; its worker was stopped")))
 
-    def _died(self, slot: _Slot) -> None:
+    def _died(self, slot: Slot) -> None:
         """The worker died: blame the job it ran (or was loading), and replace it."""
         code, worker = slot.worker.process.wait(), slot.worker
         with contextlib.suppress(EOFError, OSError):  # what it said before it died counts
@@ -338,7 +319,7 @@ class ProcessExecutor(Executor):
                 end=time.time(), output=output,
                 error=StageError(ErrorKind.CRASH, f"worker died ({_describe_exit(code)})")))
 
-    def _drain(self, slot: _Slot) -> None:
+    def _drain(self, slot: Slot) -> None:
         """Keep what a worker about to be killed printed but the driver has not read yet."""
         worker = slot.worker
         with contextlib.suppress(EOFError, OSError):
@@ -348,12 +329,18 @@ class ProcessExecutor(Executor):
                 slot.printed.extend(data[len(OUTPUT):].decode("utf-8", "replace")
                                     for data in worker.messages() if data.startswith(OUTPUT))
 
+    def _forget(self, sent: Sent) -> None:
+        """A job given to a worker that will never run there."""
+        buffers.delete(sent.files)
+        if self._given.get(sent.job.name) is sent:
+            del self._given[sent.job.name]
+
     def cancel(self, names: set[str]) -> None:
         for slot in self._slots:
             withdrawn = [sent for sent in slot.queued if sent.job.name in names]
             for sent in withdrawn:
                 slot.queued.remove(sent)
-                buffers.delete(sent.files)
+                self._forget(sent)
             if slot.running is not None and slot.running.job.name in names:
                 self._replace(slot, f"was stopped when stage {slot.running.job.name!r} was "
                               "cancelled", rescue=True)
@@ -366,7 +353,7 @@ class ProcessExecutor(Executor):
                 except OSError:
                     self._died(slot)
 
-    def _replace(self, slot: _Slot, why: str, rescue: bool = False) -> None:
+    def _replace(self, slot: Slot, why: str, rescue: bool = False) -> None:
         """Kill the slot's worker (and all it started; ``rescue``: fetching what it keeps
         first); a new one takes its place, and the jobs given to it. What it kept is lost,
         ``why``."""
@@ -374,20 +361,30 @@ class ProcessExecutor(Executor):
             kept.rescue(slot.worker, why)
         pool.kill(slot.worker, why)
         if slot.running is not None:
-            buffers.delete(slot.running.files)
+            self._forget(slot.running)
         slot.worker, slot.running, slot.deadline = pool.spawn(), None, None
         slot.dropped, slot.printed, slot.started = set(), [], 0.0
-        again = [sent for sent in slot.queued if sent.keeps]  # named the results it kept
-        slot.queued = deque(sent for sent in slot.queued if not sent.keeps)
-        for sent in slot.queued:
-            sent.sent = False
+        queued, slot.queued, again = slot.queued, deque(), []
+        for sent in queued:
+            if sent.after is not None and sent.after not in slot.queued:
+                # The job it was chained behind ran there: if it ended well, its result
+                # went with the worker, and runs again; else it is withdrawn anyway.
+                self._forget(sent)
+                if sent.after.ok:
+                    self._news.append(_lost(sent.job, {sent.after.job.name: None}))
+            elif sent.keeps:  # its pickle named the results the worker kept
+                self._forget(sent)
+                again.append(sent.job)
+            else:
+                sent.sent = False
+                slot.queued.append(sent)
         slot.worker.busy = slot.busy
-        for sent in again:
-            buffers.delete(sent.files)
-            self.submit(sent.job)
+        for job in again:
+            self.submit(job)
 
     def shutdown(self) -> None:
         idle = []
+        self._given.clear()
         for slot in self._slots:
             for sent in slot.queued:
                 buffers.delete(sent.files)
@@ -403,13 +400,6 @@ class ProcessExecutor(Executor):
         self._slots = []
 
 
-def _kind(function: Any) -> Any:
-    """What a job's duration is learnt under: its stage function, or its map's."""
-    if isinstance(function, ItemBatch):
-        return function.stage
-    return id(getattr(function, "function", function))
-
-
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -422,7 +412,7 @@ def _describe_exit(code: int) -> str:
 def _lost(job: Job, inputs: dict[str, kept.Kept]) -> Outcome:
     """A job that cannot start: results it takes went with a worker that died."""
     now = time.time()
-    lost = tuple(name for name, handle in inputs.items() if handle.lost)
+    lost = tuple(name for name, handle in inputs.items() if handle is None or handle.lost)
     return Outcome(job.name, job.attempt, False, start=now, end=now, lost=lost, error=StageError(
         ErrorKind.LOST, f"stage {job.name!r} could not start: the results of {', '.join(lost)} "
         "were lost with the worker that kept them"))

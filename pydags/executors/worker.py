@@ -38,7 +38,7 @@ NEXT = b"\x00next"  # a job's number, NUL, the outcome of the one before: one en
 OUTPUT = b"\x00output"  # followed by what the stage printed since the last such message
 STOP = b"\x00stop"  # from the driver: exit
 CONTEXT = b"\x00context"  # from the driver: its working directory, environment and sys.path
-JOBS = b"\x00jobs"  # from the driver: (number, pickle) of jobs to run in this order
+JOBS = b"\x00jobs"  # from the driver: (number, after, pickle) of jobs to run in this order
 DROP = b"\x00drop"  # from the driver: the numbers of jobs sent but withdrawn: skip them
 FLUSH_SECONDS = 0.1  # what a stage prints reaches the driver at least this often
 
@@ -155,7 +155,8 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
     lock = threading.Lock()  # one message at a time on the outbox
     sender = _Sender(outbox, lock)
     threading.Thread(target=sender.keep_flushing, daemon=True).start()
-    queue: deque[tuple[int, bytes]] = deque()  # (number, pickle) of the jobs sent, in order
+    # (number, number of the job it runs right after or 0, pickle) of the jobs sent, in order
+    queue: deque[tuple[int, int, bytes]] = deque()
     told = 0  # the number of the job the driver knows started (with the last outcome)
     while True:
         if not queue or inbox.poll(0):  # a withdrawal may concern the next job
@@ -164,8 +165,10 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
                 return stopped
             if not queue:
                 continue
-        number, data = queue.popleft()
-        start, job = time.time(), None
+        number, after, data = queue.popleft()
+        if after and after not in kept.chained:
+            continue  # the job it runs after failed: it does not run (the driver knows)
+        start, job, value = time.time(), None, None
         kept.idle.clear()  # its writes wait: they must not slow the stage down
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
@@ -181,13 +184,19 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
             return False
         if job is not None:
             outcome = execute(job, interrupt_fails=True, stream=sender)
+            value = outcome.value
             if keep is not None and outcome.ok:
                 outcome.value = kept.keep(outcome.value, keep)
+        kept.chained.pop(after, None)
         sys.stdout.flush()
         batch = getattr(job, "function", None)
         data = encode(outcome, batch if isinstance(batch, ItemBatch) else None)
+        if outcome.ok and any(entry[1] == number for entry in queue):
+            kept.chained[number] = value  # for the job chained behind it
         sender.flush()
         stopped = _read(inbox, queue, wait=False)
+        while queue and queue[0][1] and queue[0][1] not in kept.chained:
+            queue.popleft()  # chained behind a job that failed
         told = queue[0][0] if queue and stopped is None else 0
         if not _send(outbox, lock, NEXT + b"%d\x00" % told + data if told else data):
             return False
@@ -197,11 +206,11 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
             kept.idle.set()
         # Let the job's arguments go now, not when the next job comes: unmapping a big
         # buffer takes a while.
-        job = outcome = data = batch = None
+        job = outcome = data = batch = value = None
         reaping.reap()
 
 
-def _read(inbox: Connection, queue: deque[tuple[int, bytes]], wait: bool) -> bool | None:
+def _read(inbox: Connection, queue: deque[tuple[int, int, bytes]], wait: bool) -> bool | None:
     """Take in the driver's messages waiting (``wait``: at least one): jobs join ``queue``,
     withdrawn ones leave it. True: told to stop; False: the driver is gone."""
     while wait or inbox.poll(0):
@@ -220,6 +229,8 @@ def _read(inbox: Connection, queue: deque[tuple[int, bytes]], wait: bool) -> boo
             kept_jobs = [entry for entry in queue if entry[0] not in dropped]
             queue.clear()
             queue.extend(kept_jobs)
+            for number in set(kept.chained) - {entry[1] for entry in queue}:
+                del kept.chained[number]  # no job is chained behind it any more
         else:
             queue.extend(pickle.loads(data[len(JOBS):]))
     return None
