@@ -57,8 +57,6 @@ WAITING = (StageStatus.QUEUED, StageStatus.RUNNING)
 CHAIN = 32  # stages handed out at once behind the one they wait for (``Core._chain``)
 
 
-
-
 class Core:
     """The state of one run's scheduling, changed only by the news it is told."""
 
