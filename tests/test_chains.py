@@ -4,7 +4,7 @@ to the driver between them; failures, crashes, timeouts and lost results keep th
 from __future__ import annotations
 
 import pytest
-from workload import sleepy, work
+from workload import echo, sleepy, work
 
 from pydags import Pipeline, StageStatus
 from pydags.core import CHAIN
@@ -70,3 +70,11 @@ def test_a_timeout_in_a_line_stops_its_stage_only():
     assert run.status["first"] is StageStatus.DONE
     assert run.status["slow"] is StageStatus.FAILED and "timed out" in run.errors["slow"]
     assert run.status["last"] is StageStatus.SKIPPED
+
+
+def test_a_map_whose_batches_and_results_outgrow_a_pipe_ends():
+    # Batches queue on busy workers, and each way a message is larger than a pipe holds: the
+    # driver writes only what a pipe takes, so neither side waits on the other for ever.
+    items = [str(i) * 20 for i in range(200_000)]
+    run = Pipeline("wide-map", [echo.map(items)]).start(num_cores=2, show=False)
+    assert run.results["echo"] == items

@@ -31,6 +31,29 @@ class Worker:
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
     context: tuple | None = None  # the driver's context it was last sent (``worker.context``)
     unread: bytearray = field(default_factory=bytearray)  # of ``outbox``: a message's start
+    unsent: bytearray = field(default_factory=bytearray)  # for ``inbox``, not written yet
+
+    def send(self, message: bytes) -> None:
+        """Send ``message`` to the inbox (``Connection`` framing) as far as the pipe takes
+        it now; ``write`` the rest once it is writable. The driver never waits on a worker,
+        which may be waiting for the driver to read what it sends (OSError: it is gone)."""
+        size = len(message)
+        self.unsent += struct.pack("!i", size) if size < 0x7FFFFFFF else \
+            struct.pack("!iQ", -1, size)
+        self.unsent += message
+        self.write()
+
+    def write(self) -> None:
+        """Write to the inbox what it takes now of what waits to be sent."""
+        if not self.unsent:
+            return
+        fd = self.inbox.fileno()
+        os.set_blocking(fd, False)
+        try:
+            written = os.write(fd, self.unsent)
+        except BlockingIOError:
+            return
+        del self.unsent[:written]
 
     def messages(self) -> list[bytes]:
         """The messages on ``outbox`` (``Connection`` framing) read at once: one read for

@@ -2,21 +2,21 @@
 
 Each worker is an interpreter of its own (``pydags.executors.worker``) in its own process
 group, talking over two pipes, taken from this process's pool of warm workers and given
-back at the end of the run. Because pydags knows which worker runs which stage, a
-timeout, a cancel or a crash stops or blames exactly that stage: its worker is killed
-(with anything it started) and replaced, and the other stages go on.
-"""
+back at the end of the run. Because pydags knows which worker runs which stage, a timeout,
+a cancel or a crash stops or blames exactly that stage: its worker is killed (with
+anything it started) and replaced, and the other stages go on."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import pickle
+import select
 import signal
 import time
 from collections import deque
 from collections.abc import Collection
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from pydags.calls import StageCall
@@ -157,9 +157,9 @@ class ProcessExecutor(Executor):
             try:
                 if slot.worker.context is not self._context:
                     if slot.worker.context != self._context:
-                        slot.worker.inbox.send_bytes(CONTEXT + pickle.dumps(self._context))
+                        slot.worker.send(CONTEXT + pickle.dumps(self._context))
                     slot.worker.context = self._context
-                slot.worker.inbox.send_bytes(
+                slot.worker.send(
                     JOBS + pickle.dumps([(s.number, s.after.number if s.after else 0,
                                           s.payload) for s in unsent]))
             except OSError:  # it died since: while it ran a job, or idle since the last run
@@ -191,9 +191,10 @@ class ProcessExecutor(Executor):
         deadlines = [s.deadline for s in busy.values() if s.deadline is not None]
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.time()))
-        readable = wait(list(busy), timeout)
+        readable = self._wait(busy, timeout)
         for conn in readable:
-            self._receive(busy[conn])
+            if busy[conn].worker.outbox is conn:  # not replaced meanwhile
+                self._receive(busy[conn])
         now = time.time()
         for conn, slot in busy.items():
             if not slot.busy or slot.worker.outbox is not conn:
@@ -205,6 +206,29 @@ class ProcessExecutor(Executor):
                 self._timed_out(slot, now)
         news, self._news = self._news, []
         return news
+
+    def _wait(self, busy: dict[Connection, Slot], timeout: float) -> set[Connection]:
+        """The outboxes of ``busy`` with news, waited for up to ``timeout`` seconds while
+        what waits to be sent to any worker is written."""
+        writing = {s.worker.inbox.fileno(): s for s in self._slots if s.worker.unsent}
+        if not writing:
+            return set(wait(list(busy), timeout))
+        poller = select.poll()
+        reading = {conn.fileno(): conn for conn in busy}
+        for fd in reading:
+            poller.register(fd, select.POLLIN)
+        for fd in writing:
+            poller.register(fd, select.POLLOUT)
+        readable = set()
+        for fd, _ in poller.poll(timeout * 1000):
+            if fd in reading:
+                readable.add(reading[fd])
+            elif writing[fd].worker.inbox.fileno() == fd:
+                try:
+                    writing[fd].worker.write()
+                except OSError:  # it died
+                    self._died(writing[fd])
+        return readable
 
     def _receive(self, slot: Slot) -> None:
         worker = slot.worker
@@ -349,7 +373,7 @@ class ProcessExecutor(Executor):
             if numbers:
                 slot.dropped.update(numbers)
                 try:
-                    slot.worker.inbox.send_bytes(DROP + pickle.dumps(numbers))
+                    slot.worker.send(DROP + pickle.dumps(numbers))
                 except OSError:
                     self._died(slot)
 
