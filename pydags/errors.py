@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 
@@ -19,6 +20,22 @@ class PipelineError(Exception):
             f"stage {failed[0]!r} failed: {reason}{more}; {skipped} stage(s) downstream "
             f"were skipped. See .run.errors for the tracebacks"
         )
+
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows this error: through the caller's frames only. (IPython hides
+        frames marked ``__tracebackhide__`` but the one that raised: pydags' own.)"""
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        kept, tb = [], self.__traceback__
+        while tb is not None:
+            if not tb.tb_frame.f_locals.get("__tracebackhide__"):
+                kept.append(tb)
+            tb = tb.tb_next
+        shown = None
+        for entry in reversed(kept):
+            shown = types.TracebackType(shown, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+        return shell.InteractiveTB.structured_traceback(type(self), self, shown)
 
 
 class DAGException(Exception):
