@@ -1,5 +1,6 @@
-"""Stages in a line run on one worker, each right after the one before, with no round trip
-to the driver between them; failures, crashes, timeouts and lost results keep their meaning."""
+"""Short stages queue on their worker, and stages in a line run on one worker, each right
+after the one before, with no round trip to the driver between them; failures, crashes and
+timeouts keep their meaning, and nothing waits behind a long stage."""
 
 from __future__ import annotations
 
@@ -78,3 +79,12 @@ def test_a_map_whose_batches_and_results_outgrow_a_pipe_ends():
     items = [str(i) * 20 for i in range(200_000)]
     run = Pipeline("wide-map", [echo.map(items)]).start(num_cores=2, show=False)
     assert run.results["echo"] == items
+
+
+def test_short_stages_never_wait_behind_a_long_one():
+    long = sleepy(3).named("long")
+    short = [work("ok").named(f"short{i}") for i in range(200)]
+    run = Pipeline("mixed", [long, *short]).start(num_cores=2, show=False)
+    records = run.stage_records
+    assert all(records[s.name].end < records["long"].end for s in short)
+    assert {records[s.name].worker for s in short} != {records["long"].worker}

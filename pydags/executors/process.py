@@ -129,21 +129,19 @@ class ProcessExecutor(Executor):
         """How many more jobs ``slot`` may take now."""
         if not slot.busy:
             return 1
-        if self._typical is None or len(slot.queued) >= MOST_QUEUED - 1:
+        if self._typical is None or len(slot.queued) >= MOST_QUEUED - 1 \
+                or slot.ahead >= BUDGET_SECONDS:
             return 0
-        ahead = 0.0
-        for sent in (slot.running, *slot.queued):
-            if sent is not None:
-                if sent.expected is None:
-                    return 0  # nothing waits behind a job that may be long
-                ahead += sent.expected
-        return max(0, min(MOST_QUEUED - 1 - len(slot.queued),
-                          int((BUDGET_SECONDS - ahead) / max(self._typical, 1e-6))))
+        return min(MOST_QUEUED - 1 - len(slot.queued),
+                   int((BUDGET_SECONDS - slot.ahead) / max(self._typical, 1e-6)))
 
     def _place(self, inputs: Collection[kept.Kept]) -> Slot:
         """A worker with room: the one keeping most of the job's inputs if one does; else
-        the least busy, leaving the workers keeping results free for the stages taking them."""
-        free = [s for s in self._slots if self._room(s)] or self._slots
+        the least busy, leaving the workers keeping results free for the stages taking them
+        (with no room anywhere, the one whose work ends soonest: never behind a long job)."""
+        free = [s for s in self._slots if self._room(s)]
+        if not free:
+            return min(self._slots, key=lambda s: s.ahead)
         if inputs:
             return max(free, key=lambda s: sum(k.nbytes for k in inputs if k.on(s.worker)))
         return min(free, key=lambda s: (s.busy + len(s.queued), len(s.worker.kept)))

@@ -3,6 +3,7 @@ given to it that wait behind that one (``pydags.executors.process``)."""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,13 @@ class Slot:
     @property
     def busy(self) -> bool:
         return self.running is not None or bool(self.queued)
+
+    @property
+    def ahead(self) -> float:
+        """The expected seconds of the jobs a new one would wait for here (infinite behind
+        a job that may be long: one of unknown duration)."""
+        expected = [s.expected for s in (self.running, *self.queued) if s is not None]
+        return math.inf if None in expected else sum(expected)
 
     def output(self) -> str:
         """What the job printed so far (kept when its worker is killed)."""
