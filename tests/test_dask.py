@@ -15,6 +15,7 @@ distributed = pytest.importorskip("distributed")  # the test extra installs it
 
 from conftest import free_port  # noqa: E402
 from workload import (  # noqa: E402
+    big_array,
     clean,
     fails_first,
     fails_for,
@@ -290,3 +291,15 @@ def test_a_run_on_the_cluster_is_journaled_and_resumed_from_its_persisted_result
     assert again.results["total"] == first.results["total"] == 6
     assert again.stage_records["total"].cache.startswith(f"resumed: it succeeded in run "
                                                          f"{first.id}")
+
+
+def test_a_large_result_stays_on_the_cluster_until_it_is_read(client):
+    array = big_array(1)  # 1 MiB: more than rides with a task's report
+    run = Pipeline("left-on-dask", [array, total(array).named("sum")]).start(
+        executor=client, show=False, persist=False)
+    held = run.results.held("big_array")
+    assert isinstance(held, dask_executor.OnCluster)  # not fetched by the run
+    assert "float64" in run.results.preview("big_array")  # made on the worker
+    assert run.results["sum"] == sum(range((1 << 20) // 8))
+    assert len(run.results["big_array"]) == (1 << 20) // 8  # fetched now
+    assert "fetched" in repr(held)

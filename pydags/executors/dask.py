@@ -6,7 +6,9 @@ task each; their results stay on the workers, and the stages taking them (a map 
 included) get them from there. The executor *pipelines*: the scheduler
 hands it a stage as soon as its dependencies are submitted, and Dask starts the task the
 moment its inputs exist. A task tells the client when it starts and how it ended through
-Dask's event topics; its result (or failure) arrives through its future. Retries,
+Dask's event topics; its result (or failure) arrives through its future: a small one with
+the report, a large one left on the cluster until it is read (when the client outlives the
+run: one pydags opened from an address closes with it, so it fetches them). Retries,
 skipping and statuses stay with the scheduler, as for every executor.
 
 What Dask cannot do: stop a running task. A stage past its timeout is FAILED at once,
@@ -27,10 +29,12 @@ from typing import Any
 import cloudpickle
 
 from pydags.calls import StageCall
+from pydags.errors import LostResult
 from pydags.executors.attempt import execute
 from pydags.executors.base import Executor
 from pydags.executors.batch import BatchResult, ItemBatch, place, sendable
 from pydags.protocol import ErrorKind, Job, Outcome, StageError, Started
+from pydags.results import Remote, preview
 
 try:
     from dask._task_spec import Task, TaskRef, parse_input
@@ -40,6 +44,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 
 SMALL = 64 * 1024  # bytes of a pickled result sent to the client with its report
+_MISSING = object()
 
 
 class StageFailed(Exception):
@@ -221,7 +226,12 @@ class DaskExecutor(Executor):
         report, future = ended.report, ended.future
         small = report["value"]
         try:
-            value = cloudpickle.loads(small) if small is not None else future.result()
+            if small is not None:
+                value = cloudpickle.loads(small)
+            elif self._owns_client or future.key in self._batches:  # needed here at once
+                value = future.result()
+            else:  # stays on the cluster until it is read (the client outlives the run)
+                value = OnCluster(future, report["name"], report["preview"])
         except Exception as exc:  # a lost worker, a result that cannot travel
             now = time.time()
             return Outcome(report["name"], report["attempt"], False, start=now, end=now,
@@ -235,6 +245,38 @@ class DaskExecutor(Executor):
         return Outcome(report["name"], report["attempt"], True, value=value,
                        output=report["output"], worker=report["worker"], start=report["start"],
                        end=report["end"])
+
+
+class OnCluster(Remote):
+    """A stage's result too large to come with its task's report: it stays on the Dask
+    cluster, held by its future, and is fetched the first time it is read here."""
+
+    def __init__(self, future: Any, stage: str, preview: str):
+        self.future, self.stage, self.preview = future, stage, preview
+        self._value: Any = _MISSING
+
+    def value(self) -> Any:
+        if self._value is _MISSING:
+            try:
+                self._value = self.future.result()
+            except Exception as exc:  # the worker holding it left, the client closed
+                raise LostResult(f"the result of stage {self.stage!r} could not be fetched "
+                                 f"from the Dask cluster: {type(exc).__name__}: {exc}. Run "
+                                 "the pipeline again (start(resume=True) reruns only what "
+                                 "is missing)") from None
+            self.future = None  # fetched: the cluster may let it go
+        return self._value
+
+    def __reduce__(self) -> tuple:
+        return _same, (self.value(),)
+
+    def __repr__(self) -> str:
+        where = "fetched" if self._value is not _MISSING else "on the Dask cluster"
+        return f"<result of stage {self.stage!r}, {where}>"
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclasses.dataclass
@@ -262,7 +304,8 @@ def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> A
         worker.log_event(topic, dict(kind="ended", key=key, name=job.name, attempt=job.attempt,
                                      worker=worker.address, start=outcome.start,
                                      end=outcome.end, output=outcome.output,
-                                     value=small if small and len(small) <= SMALL else None))
+                                     value=small if small and len(small) <= SMALL else None,
+                                     preview=preview(outcome.value)))
         return outcome.value
     assert outcome.error is not None
     outcome.error = dataclasses.replace(outcome.error, exception=None)  # the text travels
