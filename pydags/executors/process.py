@@ -52,6 +52,8 @@ class ProcessExecutor(Executor):
     duration goes alone, and nothing waits behind it.
     """
 
+    chains = True  # a line of stages goes to one worker at once (``Core._chain``)
+
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._slots: list[Slot] = []
@@ -71,8 +73,6 @@ class ProcessExecutor(Executor):
             return self.workers
         return sum(len(s.queued) + (s.running is not None) + self._room(s)
                    for s in self._slots)
-
-    chains = True
 
     @property
     def parallelism(self) -> int:
