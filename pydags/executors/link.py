@@ -47,10 +47,8 @@ class Worker:
         """Write to the inbox what it takes now of what waits to be sent."""
         if not self.unsent:
             return
-        fd = self.inbox.fileno()
-        os.set_blocking(fd, False)
         try:
-            written = os.write(fd, self.unsent)
+            written = os.write(self.inbox.fileno(), self.unsent)  # non-blocking (pool.spawn)
         except BlockingIOError:
             return
         del self.unsent[:written]

@@ -60,6 +60,7 @@ def spawn() -> Worker:
                          if exc.errno == errno.EMFILE else "")) from exc
     for fd in given:
         os.close(fd)
+    os.set_blocking(job_write, False)  # the driver never waits on a worker (Worker.send)
     worker = Worker(process, Connection(job_write, readable=False),
                     Connection(out_read, writable=False), Connection(request_ours))
     _spawned.add(worker)
