@@ -110,6 +110,12 @@ from workload import wide_pipeline
 
 run = wide_pipeline(200, 0.05).start(num_cores=2)
 """,
+    # a view to keep, run from its button, then saved and reopened with a new kernel
+    "kept": """
+from pydags.examples import tutorial
+pipeline = tutorial.build()
+pipeline.widget()
+""",
     # a view that stays: pipeline.widget()
     "themed": """
 from pydags.examples import tutorial
@@ -395,6 +401,37 @@ def test_an_html_export_shows_each_runs_dag_offline(page, lab, executed, tmp_pat
     sizes = page.eval_on_selector_all(
         "img[src^='data:image/svg+xml']", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
     assert len(sizes) == 2 and all(width > 300 for width in sizes), sizes
+
+
+def test_a_kept_view_run_saved_and_reopened_without_its_kernel_shows_its_dag(page, lab):
+    open_and_run_all(page, lab, "kept.ipynb")
+    ready_view(page)  # the live view, before any run
+    run_all = ".pydags-view .pydags-run"
+    page.wait_for_selector(f"{run_all}:not([disabled])", timeout=60_000)
+    page.click(run_all)
+    page.wait_for_function(  # the run ended and the kernel made the output again
+        "() => /6\\/6 done/.test(document.querySelector('.jp-OutputArea .pydags-report')"
+        "?.textContent)", timeout=120_000)
+    page.wait_for_selector(f"{run_all}:not([disabled])", timeout=60_000)  # live still
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    saved = lab["root"] / "kept.ipynb"
+    deadline = time.time() + 60
+    while "6/6 done" not in saved.read_text() and time.time() < deadline:
+        time.sleep(0.2)
+    kept = nbformat.read(saved, as_version=4).cells[0].outputs
+    assert [set(o.data) for o in kept] == [{"text/html", "text/plain"}], kept
+    page.evaluate("() => window.jupyterapp.serviceManager.sessions.shutdownAll()")
+    open_notebook(page, lab, "kept.ipynb")  # reopened: a new kernel, without the widget
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-StatusBar-Item')]"
+        ".some(e => /Python 3.*Idle/.test(e.textContent))", timeout=60_000)
+    ready_view(page)  # mounted from the state saved in the output
+    assert "6/6 done" in page.inner_text(".pydags-view .pydags-counts")
+    assert page.locator(f"{run_all}[disabled]").count() == 1  # Run needs the kernel's view
+    text = page.eval_on_selector(".jp-Notebook", "notebook => notebook.textContent")
+    assert "model not found" not in text and "Error displaying widget" not in text
+    assert "Loading widget" not in text
+    shot(page, "kept_reopened")
 
 
 def test_a_magic_cell_edited_and_run_again_runs_only_what_changed(page, lab):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from array import array
 
@@ -116,7 +117,10 @@ def test_rerun_and_retry_from_the_inspector(tmp_path):
 def test_the_static_form_shows_the_final_dag_and_a_row_per_stage():
     pipeline = tutorial.build()
     view = pipeline.widget()
-    assert view.final_bundle() == {"text/plain": "Pipeline 'tutorial': 6 stages, not run yet"}
+    before = view.final_bundle()  # not run yet: the DAG alone
+    assert before["text/plain"] == "Pipeline 'tutorial': 6 stages, not run yet"
+    assert before["text/html"].count("data:image/svg+xml;base64,") == 1
+    assert "6 stages, not run yet" in before["text/html"] and "<tr id=" not in before["text/html"]
     run = pipeline.prepare(num_cores=2)
     view.attach(run)
     run.start()
@@ -147,9 +151,35 @@ def test_repeated_runs_leave_no_more_live_widgets_than_one(monkeypatch):
     assert len(shown) == 5
 
 
+def test_a_view_to_keep_is_html_bound_to_it_and_made_again_when_a_run_ends(monkeypatch):
+    handle, shown = _FakeHandle(), []
+    monkeypatch.setattr("IPython.display.display",
+                        lambda bundle, **options: shown.append((bundle, options)) or handle)
+    monkeypatch.delenv("VSCODE_PID", raising=False)
+    view = tutorial.build().widget()
+    view._ipython_display_()  # what a cell ending in ``pipeline.widget()`` does
+    [(bundle, options)] = shown
+    assert options == {"raw": True, "display_id": True}
+    assert set(bundle) == {"text/html", "text/plain"}  # no widget: nothing a saved notebook
+    page = bundle["text/html"]  # cannot show without its kernel
+    assert "6 stages, not run yet" in page and page.count("data:image/svg+xml;base64,") == 1
+    assert "mountFinal(holder" in page and json.dumps(view.view) in page  # bound to this view
+    view._on_action(view, {"action": "run"}, [])  # the view's Run all button
+    assert handle.updated.wait(120)
+    assert "6/6 done" in handle.bundles[-1]["text/html"]
+    assert view.comm is not None  # still live, for the next Run or Retry
+    view.close()
+
+
 class _FakeHandle:
+    def __init__(self):
+        self.bundles, self.updated = [], threading.Event()
+
+
     def update(self, bundle, raw=False):
         assert "text/html" in bundle
+        self.bundles.append(bundle)
+        self.updated.set()
 
 
 def test_a_mapped_stage_sends_its_items_statuses_durations_errors_and_bars():

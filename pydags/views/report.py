@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pydags.status import PALETTE, StageStatus
@@ -36,11 +37,22 @@ def run_html(graph: nx.DiGraph, run: Snapshot) -> str:
     rows = "".join(_row(record, run) for record in records)
     return (f'<div class="pydags-report" style="font-family:sans-serif;font-size:13px">'
             f"<div><b>{html.escape(run.pipeline_name)}</b> · {html.escape(summary(run))}</div>"
-            f'<div style="overflow:auto;max-height:80vh">{_image(drawing, run)}</div>'
+            f'<div style="overflow:auto;max-height:80vh">'
+            f"{_image(drawing, run.pipeline_name, summary(run), run.status, rows=True)}</div>"
             f'<table style="border-collapse:collapse">'
             f"<tr>{_th('stage')}{_th('status')}{_th('time', 'right')}{_th('worker')}"
             f"{_th('details')}</tr>"
             f"{rows}</table></div>")
+
+
+def plan_html(graph: nx.DiGraph, title: str, status: Mapping[str, str], caption: str) -> str:
+    """A pipeline before its first run: its DAG, each stage pending, or stale or fresh."""
+    drawing = Drawing(graph, legend="present")
+    drawing.update(status)
+    return (f'<div class="pydags-report" style="font-family:sans-serif;font-size:13px">'
+            f"<div><b>{html.escape(title)}</b> · {html.escape(caption)}</div>"
+            f'<div style="overflow:auto;max-height:80vh">'
+            f"{_image(drawing, title, caption, status)}</div></div>")
 
 
 def summary(run: Snapshot) -> str:
@@ -108,18 +120,19 @@ def _details(title: str, body: str, open_: bool = False) -> str:
             f'<div style="max-height:20em;overflow:auto">{body}</div></details>')
 
 
-def _image(drawing: Drawing, run: Snapshot) -> str:
+def _image(drawing: Drawing, title: str, caption: str, status: Mapping[str, object],
+           rows: bool = False) -> str:
     """The SVG as an image: notebook front ends keep it when they sanitize the HTML of an
     untrusted notebook (they strip inline SVG), and it needs no network. Each stage's box
-    links to its row (an image map), with its status as a tooltip."""
+    has its status as a tooltip, and links to its row (an image map) when there are rows."""
     data = base64.b64encode(drawing.svg("white").encode()).decode("ascii")
     name = f"pydags-map-{uuid.uuid4().hex[:12]}"
     areas = "".join(
         f'<area shape="rect" coords="{",".join(map(str, box))}" '
-        f'href="#pydags-{html.escape(str(node))}" '
+        + (f'href="#pydags-{html.escape(str(node))}" ' if rows else "") +
         f'alt="{html.escape(str(node))}" title="{html.escape(str(node))}: '
-        f'{run.status[node].value}">' for node, box in drawing.regions().items()
-        if node in run.status)
-    return (f'<img alt="DAG of {html.escape(run.pipeline_name)}: {html.escape(summary(run))}" '
+        f'{html.escape(str(getattr(status[node], "value", status[node])))}">'
+        for node, box in drawing.regions().items() if node in status)
+    return (f'<img alt="DAG of {html.escape(title)}: {html.escape(caption)}" '
             f'src="data:image/svg+xml;base64,{data}" style="max-width:none" '
             f'usemap="#{name}"><map name="{name}">{areas}</map>')

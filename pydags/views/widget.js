@@ -822,4 +822,59 @@ function render({ model, el: root }) {
   return () => clearInterval(timer);
 }
 
-export default { render };
+// The live models of views, by view id. A view mounted from an output's HTML (its final
+// form, pydags.views.static) has no widget output of its own to bind it: it finds the
+// live model here while the kernel that made it lives, and its saved state otherwise.
+const live = (globalThis.pydagsLive ??= { models: new Map(), news: new EventTarget() });
+
+function initialize({ model, signal }) {
+  const id = model.get("view");
+  live.models.set(id, model);
+  live.news.dispatchEvent(new Event(id));
+  signal?.addEventListener("abort", () => {  // the model closed: the kernel let it go
+    if (live.models.get(id) === model) live.models.delete(id);
+    live.news.dispatchEvent(new Event(id));
+  });
+}
+
+// What a view mounted on a live model listens to, to stop listening when it goes.
+function listening(model) {
+  const heard = [];
+  return {
+    get: (key) => model.get(key),
+    send: (message) => model.send(message),
+    on: (event, handler) => { heard.push([event, handler]); model.on(event, handler); },
+    off: (event, handler) => model.off(event, handler),
+    forget: () => heard.forEach(([event, handler]) => model.off(event, handler)),
+  };
+}
+
+// Show the view in place of ``holder`` (the static report of an output's HTML): on the
+// live model of view ``id`` while there is one, else on ``saved``. It moves between the
+// two as the kernel opens and closes the model; once its output is replaced, it stops.
+export function mountFinal(holder, saved, id) {
+  const root = document.createElement("div");
+  holder.style.display = "none";
+  holder.before(root);
+  let shown, stop = () => {};
+  const mount = () => {
+    const model = live.models.get(id) || null;
+    if (shown !== undefined && !root.isConnected) {  // replaced by a newer output
+      live.news.removeEventListener(id, mount);
+      stop();
+      return;
+    }
+    if (model === shown) return;
+    stop();
+    root.replaceChildren();
+    const bound = model ? listening(model) : saved;
+    const end = render({ model: bound, el: root });
+    stop = () => { end(); bound.forget?.(); };
+    shown = model;
+  };
+  live.news.dispatchEvent(new Event(id));  // outputs this one replaced let go of the model
+  mount();
+  live.news.addEventListener(id, mount);
+}
+
+export default { initialize, render };

@@ -7,10 +7,13 @@ stages, ticks the clock and answers clicks by itself. That is why the view stays
 while a blocking run keeps the kernel busy: the kernel can send while it cannot listen.
 Pushes are batched on a thread of their own, so the scheduler never waits for the view.
 
-When a run started with the view shown ends, the view's output becomes its final form
-(``pydags.views.static``): the run's report, which a saved or exported notebook shows with
-no kernel and no widget state, and which turns back into this view, as the user left it,
-wherever the page runs scripts. The widget's models are closed.
+The view is shown in two ways. A run started with the view shown has it as a widget
+output until the run ends; the output then becomes the view's HTML form
+(``pydags.views.static``): the run's report, which a saved or exported notebook shows
+with no kernel and no widget state, and which turns back into this view, as the user
+left it, wherever the page runs scripts. That view's models are closed. A view to keep
+(``pipeline.widget()``) is that HTML form from the start, bound to the live model while
+the kernel lives, and made again, with the last run's report, each time a run ends.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import os
+import sys
 import threading
 import time
 import uuid
@@ -35,7 +40,7 @@ from pydags.records import Event
 from pydags.run import Run
 from pydags.status import CODE, LOOKS, STATUSES, StageStatus
 from pydags.views.draw import Drawing
-from pydags.views.report import run_html
+from pydags.views.report import plan_html, run_html
 from pydags.views.static import final_html
 from pydags.views.timeline import Bar, bars, critical_path, figures, item_bars
 
@@ -75,7 +80,7 @@ class PipelineWidget(anywidget.AnyWidget):
     view = traitlets.Unicode("").tag(sync=True, shown=True)
 
     def __init__(self, pipeline: Any, num_cores: int = 2):  # a pydags Pipeline
-        super().__init__()
+        super().__init__(view=uuid.uuid4().hex)  # the front end finds its model by it
         self.pipeline = pipeline
         self.num_cores = num_cores
         self.run: Run | None = None
@@ -86,9 +91,9 @@ class PipelineWidget(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self._summarised = 0.0
         self._wake = threading.Event()
-        self._display: Any = None
+        self._display: Any = None  # the output of the run it was made for
+        self._kept: list[Any] = []  # the outputs of a view to keep
         self.title = pipeline.name
-        self.view = uuid.uuid4().hex
         self.drawn = threading.Event()
         self.drawn_at = 0.0  # when the drawing was ready (perf_counter)
         threading.Thread(target=copy_context().run, args=(self._draw,), name="pydags-draw",
@@ -186,6 +191,10 @@ class PipelineWidget(anywidget.AnyWidget):
             self._display.update(self.final_bundle(), raw=True)
             self._display = None
             self.close()  # the static report took its place: its models can go
+        elif self._kept:
+            bundle = self.final_bundle()
+            for handle in self._kept:
+                handle.update(bundle, raw=True)
 
     def _keep_pushing(self, run: Run) -> None:
         while not run.done():
@@ -265,15 +274,30 @@ class PipelineWidget(anywidget.AnyWidget):
         """Display the view; when its run ends, the output becomes the run's static report."""
         from IPython.display import display
 
-        self._display = display(self, display_id=True)
+        self._display = display(self._widget_bundle(), raw=True, display_id=True)
+
+    def _ipython_display_(self) -> None:
+        """Shown to keep (``pipeline.widget()``): as HTML bound to this live view, which a
+        notebook saved and reopened without the kernel still shows (``final_bundle``)."""
+        from IPython.display import display
+
+        if widgets_only():
+            display(self._widget_bundle(), raw=True)
+        else:
+            self._kept.append(display(self.final_bundle(), raw=True, display_id=True))
 
     def final_bundle(self) -> dict[str, Any]:
-        """The view's final form: the run's report, which becomes the view again where
-        the page runs scripts (``pydags.views.static``), and a line of text."""
-        if self.run is None:
-            return {"text/plain": self.summary()}
+        """The view's HTML form: the report of its run (or the DAG of a pipeline not run
+        yet), which becomes the view again where the page runs scripts
+        (``pydags.views.static``), and a line of text."""
         self.drawn.wait()
-        report = run_html(self.pipeline.graph, self.run.snapshot())
+        graph = self.pipeline.graph
+        if self.run is None:
+            status = {name: stage["status"] for name, stage in self.stages.items()}
+            report = plan_html(graph, self.pipeline.name, status,
+                               f"{len(graph)} stages, not run yet")
+        else:
+            report = run_html(graph, self.run.snapshot())
         state = {name: getattr(self, name) for name in self.trait_names(shown=True)}
         return {"text/html": final_html(report, state, self.view),
                 "text/plain": self.summary()}
@@ -284,11 +308,17 @@ class PipelineWidget(anywidget.AnyWidget):
             return f"Pipeline {self.pipeline.name!r}: {len(self.pipeline)} stages, not run yet"
         return f"Pipeline {self.pipeline.name!r}: {self.run.snapshot().summary}"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
+    def _widget_bundle(self) -> dict[str, Any]:
+        bundle = self._repr_mimebundle_() or {}
         data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/plain"] = self.summary()
-        return bundle
+        return {**data, "text/plain": self.summary()}
+
+
+def widgets_only() -> bool:
+    """True in front ends where an output's script may not reach a widget's model: Colab
+    gives each output a frame of its own, VS Code draws widgets with a renderer of its
+    own. There a view to keep is shown as a widget."""
+    return "google.colab" in sys.modules or "VSCODE_PID" in os.environ
 
 
 @functools.lru_cache(maxsize=8)
