@@ -189,7 +189,14 @@ def resolve_arguments(item: Any, results: dict[str, Any],
     """The stage's arguments with every stage inside replaced by its result (``names``:
     as for ``resolve``)."""
     args, kwargs = item.arguments
-    return (tuple(resolve(v, results, f"stage {item.name!r}, argument {i}", names)
-                  for i, v in enumerate(args)),
-            {k: resolve(v, results, f"stage {item.name!r}, argument {k!r}", names)
-             for k, v in kwargs.items()})
+
+    def one(value: Any, label: str | int) -> Any:
+        # most arguments are a stage or a plain value: resolved without a walk, or a label
+        if isinstance(value, Upstream):
+            return results[names[id(value)] if names is not None else value.name]
+        if type(value) in _PLAIN:
+            return value
+        return resolve(value, results, f"stage {item.name!r}, argument {label!r}", names)
+
+    return (tuple(one(v, i) for i, v in enumerate(args)),
+            {k: one(v, k) for k, v in kwargs.items()})

@@ -14,7 +14,6 @@ import pickle
 import select
 import signal
 import time
-from collections import deque
 from collections.abc import Collection
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydags.calls import StageCall
 from pydags.executors import buffers, kept, pool
 from pydags.executors.base import Executor
-from pydags.executors.slots import Sent, Slot, Upcoming, behind, kind_of
+from pydags.executors.slots import Sent, Slot, Upcoming, Waiting, behind, kind_of
 from pydags.executors.worker import (
     CONTEXT,
     DROP,
@@ -129,11 +128,13 @@ class ProcessExecutor(Executor):
         """How many more jobs ``slot`` may take now."""
         if not slot.busy:
             return 1
-        if self._typical is None or len(slot.queued) >= MOST_QUEUED - 1 \
-                or slot.ahead >= BUDGET_SECONDS:
+        if self._typical is None or len(slot.queued) >= MOST_QUEUED - 1:
+            return 0
+        ahead = slot.ahead
+        if ahead >= BUDGET_SECONDS:
             return 0
         return min(MOST_QUEUED - 1 - len(slot.queued),
-                   int((BUDGET_SECONDS - slot.ahead) / max(self._typical, 1e-6)))
+                   int((BUDGET_SECONDS - ahead) / max(self._typical, 1e-6)))
 
     def _place(self, inputs: Collection[kept.Kept]) -> Slot:
         """A worker with room: the one keeping most of the job's inputs if one does; else
@@ -386,7 +387,7 @@ class ProcessExecutor(Executor):
             self._forget(slot.running)
         slot.worker, slot.running, slot.deadline = pool.spawn(), None, None
         slot.dropped, slot.printed, slot.started = set(), [], 0.0
-        queued, slot.queued, again = slot.queued, deque(), []
+        queued, slot.queued, again = slot.queued, Waiting(), []
         for sent in queued:
             if sent.after is not None and sent.after not in slot.queued:
                 # The job it was chained behind ran there: if it ended well, its result

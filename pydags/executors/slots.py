@@ -3,6 +3,7 @@ given to it that wait behind that one (``pydags.executors.process``)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,12 +46,42 @@ class Upcoming:
         return kept.chained_result, (self.sent.number,)
 
 
+class Waiting(deque):
+    """The jobs given to a worker and not started yet, in order, with the sum of their
+    expected seconds kept as they come and go: the driver asks it at every job it places."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds, self.unknown = 0.0, 0  # expected seconds; jobs of unknown duration
+
+    def append(self, sent: Sent) -> None:
+        super().append(sent)
+        self._count(sent, 1)
+
+    def popleft(self) -> Sent:
+        sent = super().popleft()
+        self._count(sent, -1)
+        return sent
+
+    def remove(self, sent: Sent) -> None:
+        super().remove(sent)
+        self._count(sent, -1)
+
+    def _count(self, sent: Sent, sign: int) -> None:
+        if sent.expected is None:
+            self.unknown += sign
+        elif self:
+            self.seconds += sign * sent.expected
+        else:
+            self.seconds = 0.0  # no error left over from adding and taking away
+
+
 @dataclass(eq=False)
 class Slot:
     name: str  # "worker-N": a replaced worker takes the slot of the one it replaces
     worker: Worker
     running: Sent | None = None
-    queued: deque[Sent] = field(default_factory=deque)  # given to it, not started, in order
+    queued: Waiting = field(default_factory=Waiting)  # given to it, not started, in order
     dropped: set[int] = field(default_factory=set)  # numbers of jobs it was told to skip
     started: float = 0.0  # when the worker began the running job
     deadline: float | None = None
@@ -64,8 +95,10 @@ class Slot:
     def ahead(self) -> float:
         """The expected seconds of the jobs a new one would wait for here (infinite behind
         a job that may be long: one of unknown duration)."""
-        expected = [s.expected for s in (self.running, *self.queued) if s is not None]
-        return math.inf if None in expected else sum(expected)
+        running = self.running
+        if self.queued.unknown or (running is not None and running.expected is None):
+            return math.inf
+        return self.queued.seconds + (running.expected if running is not None else 0.0)
 
     def output(self) -> str:
         """What the job printed so far (kept when its worker is killed)."""
@@ -74,7 +107,12 @@ class Slot:
     @property
     def label(self) -> str:
         """How runs name this worker: its slot and process id."""
-        return f"{self.name} (pid {self.worker.pid})"
+        return _label(self.name, self.worker.pid)
+
+
+@functools.lru_cache(maxsize=256)
+def _label(slot: str, pid: int) -> str:
+    return f"{slot} (pid {pid})"
 
 
 def behind(queued: deque[Sent], ahead: set[Sent]) -> list[Sent]:
