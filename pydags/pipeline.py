@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from pydags.arguments import stages_in
 from pydags.errors import (  # the last four: where the published pydags 0.1 defined them
     DAGException,
     DAGVerificationException,
@@ -338,7 +337,7 @@ class Pipeline:
         for name in reversed(order):
             below = max((cost[d] for d in self.graph.successors(name)), default=0.0)
             cost[name] = below + known.get(name, 1.0)
-        inputs = {name: {s.name for s in stages_in(*stage.arguments, name)}
+        inputs = {name: {s.name for s in stage.argument_stages}
                   for name, stage in stages.items()}
         linked = {name: [a.name if isinstance(a, Stage) and a.mapped else None
                          for a in stage.arguments[0]]

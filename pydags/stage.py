@@ -40,6 +40,8 @@ class Stage(Upstream):
         self = super().__new__(cls)
         self._args, self._kwargs = (), {}
         self._after: dict[int, Stage] = {}  # id -> stage, in the order given
+        # the arguments last walked for stages, their containers' sizes, the stages
+        self._walked: tuple[tuple, dict, tuple, list[Stage]] | None = None
         self._name: str | None = None
         self._store: Any = None
         self._store_given = False  # True for a store of its own, not its pipeline's
@@ -166,9 +168,22 @@ class Stage(Upstream):
     def dependencies(self) -> list[Stage]:
         """Stages this one waits for: those given to ``.after()`` and those passed as arguments."""
         found = dict(self._after)
-        for value in stages_in(self._args, self._kwargs, self.name):
+        for value in self.argument_stages:
             found.setdefault(id(value), value)
         return list(found.values())
+
+    @property
+    def argument_stages(self) -> list[Stage]:
+        """The stages inside its arguments, whose results it takes. The arguments are walked
+        again only once they change (a large map's items are walked once, not at each of
+        the checks of building and starting a pipeline)."""
+        args, kwargs = self._args, self._kwargs
+        sizes = (*map(_size, args), *map(_size, kwargs.values()))
+        walked = self._walked
+        if walked is None or walked[0] is not args or walked[1] is not kwargs \
+                or walked[2] != sizes:
+            self._walked = walked = (args, kwargs, sizes, stages_in(args, kwargs, self.name))
+        return walked[3]
 
     @property
     def preceding_stages(self) -> list[Stage]:
@@ -187,7 +202,7 @@ class Stage(Upstream):
     def __getstate__(self) -> dict[str, Any]:
         # A worker needs the stage's own settings, not the graph around it.
         state = dict(self.__dict__)
-        state.update(_args=(), _kwargs={}, _after={}, _pipelines=[])
+        state.update(_args=(), _kwargs={}, _after={}, _pipelines=[], _walked=None)
         return state
 
     def __repr__(self) -> str:
@@ -428,3 +443,9 @@ class DiskCacheStage(_StoreStage):
         return self._store.cache
 
     disk_cache = cache  # the name the published pydags 0.1 gave it
+
+
+def _size(value: Any) -> int:
+    """How many parts a container argument has (-1 for other values): one that grows or
+    shrinks is walked again for stages."""
+    return len(value) if isinstance(value, (list, dict, set)) else -1

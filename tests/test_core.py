@@ -348,3 +348,13 @@ def test_a_class_attribute_setting_is_checked_before_anything_runs():
     with pytest.raises(ValueError, match="stage 'Slow': timeout must be a finite number"):
         Pipeline().add_stages(Slow()).start(on_event=ran.append)
     assert not ran
+
+
+def test_stages_inside_arguments_are_found_again_once_a_container_of_them_grows():
+    parts = [load().named("first")]
+    combined = total(parts)
+    assert [d.name for d in combined.dependencies] == ["first"]
+    assert combined.dependencies == combined.dependencies  # walked once, while unchanged
+    parts.append(load().named("second"))
+    assert {d.name for d in combined.dependencies} == {"first", "second"}
+    assert Pipeline("grown", [combined]).graph.has_edge("second", "total")
