@@ -27,7 +27,6 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,12 +90,6 @@ def owner(path: str) -> int | None:
 
 
 PLAIN = frozenset({int, float, bool, str, complex, type(None)})  # hold no large buffers
-
-
-def plain(values: Iterable[Any]) -> bool:
-    """Whether every one of ``values`` is a number, a string or None: the C pickler then
-    pickles them as cloudpickle would, several times faster."""
-    return all(type(value) in PLAIN for value in values)
 
 
 def dumps(value: Any, written: list[str] | None = None) -> bytes:

@@ -14,7 +14,7 @@ import pickle
 import select
 import signal
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
@@ -103,8 +103,8 @@ class ProcessExecutor(Executor):
         slot = self._place(list(inputs.values())) if after is None else self._holding(after)
         files: list[str] = []
         try:
-            if isinstance(function, SentFunction) and buffers.plain(job.args) \
-                    and buffers.plain(job.kwargs.values()):
+            if isinstance(function, SentFunction) and _plainly(job.args) \
+                    and _plainly(job.kwargs.values()):
                 payload = pickle.dumps((sent, keep), protocol=5)  # the C pickler will do
             else:
                 with kept.sending_to(slot.worker) if inputs else contextlib.nullcontext():
@@ -430,6 +430,12 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+def _plainly(values: Iterable[Any]) -> bool:
+    """Whether the C pickler sends ``values`` as cloudpickle would, several times faster:
+    numbers, strings, None, and the result of the job a chained one runs behind."""
+    return all(type(value) in buffers.PLAIN or type(value) is Upcoming for value in values)
 
 
 def _lost(job: Job, inputs: dict[str, kept.Kept]) -> Outcome:
