@@ -93,8 +93,6 @@ class ProcessExecutor(Executor):
             if key not in self._sent:
                 self._sent[key] = (function, SentFunction(function))
             function = self._sent[key][1]
-        sent = Job(job.name, function, job.args, job.kwargs, job.attempt, job.timeout, {},
-                   job.keep)  # not dataclasses.replace: a job each, by the thousand
         keep = kept.new_key() if job.keep else None
         after = self._given.get(job.after) if job.after else None
         if job.after and after is None:  # it failed to go out: it takes it back
@@ -103,12 +101,15 @@ class ProcessExecutor(Executor):
         slot = self._place(list(inputs.values())) if after is None else self._holding(after)
         files: list[str] = []
         try:
+            # a job goes as a tuple (``worker.job_from``): a dataclass pickles far slower
             if isinstance(function, SentFunction) and _plainly(job.args) \
-                    and _plainly(job.kwargs.values()):
-                payload = pickle.dumps((sent, keep), protocol=5)  # the C pickler will do
+                    and _plainly(job.kwargs.values()):  # the C pickler will do
+                payload = pickle.dumps((job.name, function.data, job.args, job.kwargs,
+                                        job.attempt, job.timeout, keep), protocol=5)
             else:
                 with kept.sending_to(slot.worker) if inputs else contextlib.nullcontext():
-                    payload = buffers.dumps((sent, keep), files)
+                    payload = buffers.dumps((job.name, function, job.args, job.kwargs,
+                                             job.attempt, job.timeout, keep), files)
         except Exception as exc:
             buffers.delete(files)
             lost = isinstance(exc, kept.LostResult)
@@ -279,7 +280,9 @@ class ProcessExecutor(Executor):
         self._given.pop(sent.job.name, None)
         job = sent.job
         try:
-            outcome: Outcome = buffers.loads(data)
+            outcome = buffers.loads(data)
+            if type(outcome) is tuple:  # plain, as ``worker.encode`` sends it
+                outcome = Outcome(*outcome)
         except Exception as exc:  # the result's own unpickling failed, not the worker
             outcome = Outcome(job.name, job.attempt, False, start=slot.started, end=time.time(),
                               error=StageError(

@@ -30,7 +30,7 @@ import cloudpickle
 from pydags.executors import base, buffers, kept, reaping
 from pydags.executors.attempt import error_from_exception, execute
 from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
-from pydags.protocol import ErrorKind, Outcome, StageError
+from pydags.protocol import ErrorKind, Job, Outcome, StageError
 
 # Messages other than outcomes start with NUL, which an outcome's pickle never does.
 STARTED = b"\x00started"  # followed by a job's number: it begins
@@ -90,11 +90,22 @@ def loaded_function(data: bytes) -> Any:
     return pickle.loads(data)
 
 
+def job_from(sent: tuple) -> tuple[Job, int | None]:
+    """The job a driver sent (``ProcessExecutor.submit``), and the key to keep its result
+    under: its function comes as the bytes of a ``SentFunction``, or as itself."""
+    name, function, args, kwargs, attempt, timeout, keep = sent
+    if type(function) is bytes:
+        function = loaded_function(function)
+    return Job(name, function, args, kwargs, attempt, timeout), keep
+
+
 def encode(outcome: Outcome, batch: ItemBatch | None = None) -> bytes:
     """Pickle an outcome; an unpicklable result or exception becomes a clear failure (for
     a ``batch`` of items, the failure of the items whose results cannot be pickled)."""
-    if outcome.error is None and type(outcome.value) in buffers.PLAIN:
-        return pickle.dumps(outcome, protocol=5)
+    if outcome.error is None and type(outcome.value) in buffers.PLAIN:  # as a tuple: a
+        return pickle.dumps((outcome.name, outcome.attempt, outcome.ok, outcome.value, None,
+                             outcome.output, outcome.worker, outcome.start, outcome.end,
+                             outcome.lost), protocol=5)  # dataclass pickles far slower
     if outcome.error is not None:
         outcome.error = portable(outcome.error)
     outcome.value = buffers.out_of_band(outcome.value)
@@ -172,7 +183,7 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         kept.idle.clear()  # its writes wait: they must not slow the stage down
         base.loading_stages = True  # a module's top level may start a pipeline: refuse that
         try:
-            job, keep = buffers.loads(data)
+            job, keep = job_from(buffers.loads(data))
         except Exception as exc:
             error = error_from_exception(exc, ErrorKind.UNSENDABLE,
                                          "the worker could not load the stage")
