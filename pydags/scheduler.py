@@ -178,10 +178,20 @@ class Scheduler:
         upstream = {d: self.executor.upcoming(d) if d == hand.after
                     else self.executor.upstream(d, self.results)
                     for d in self.plan.dependencies[name]}
-        args, kwargs = resolve_arguments(stage, upstream, self.plan.names)
+        args, kwargs = self._arguments(name, upstream)
         inputs = {d: upstream[d] for d in self.plan.inputs[name]}
         return Job(name, _function(self.plan, name), args, kwargs, attempt=hand.attempt,
                    timeout=stage.timeout, inputs=inputs, keep=hand.keep, after=hand.after)
+
+    def _arguments(self, name: str, results: dict[str, Any]) -> tuple[tuple, dict]:
+        """Stage ``name``'s arguments, the stages in them replaced by their ``results``;
+        with none in them (the plan walked them), as they are: a map's million items are
+        not walked again."""
+        stage = self.plan.stages[name]
+        if not self.plan.inputs[name]:
+            args, kwargs = stage.arguments
+            return args, dict(kwargs)
+        return resolve_arguments(stage, results, self.plan.names)
 
     def _tell(self, news: Started | Printed | Outcome) -> None:
         """Tell the core; if the news is about a job it still wants, record its facts."""
@@ -222,12 +232,12 @@ class Scheduler:
     # --- mapped stages ---------------------------------------------------------------------
     def _expand(self, name: str) -> None:
         """Know mapped stage ``name``'s items from its arguments, and tell the core."""
-        stage, linked = self.plan.stages[name], self.plan.linked[name]
+        linked = self.plan.linked[name]
         try:
             results = {d: self.values[d] if d in self.values and d in linked
                        else self.results[d]  # a map known whole (cached, resumed) too
                        for d in self.plan.inputs[name]}
-            args, kwargs = resolve_arguments(stage, results, self.plan.names)
+            args, kwargs = self._arguments(name, results)
             sources = [items_of(v, f"stage {name!r}, mapped argument {p} (the result of "
                                 f"{linked[p]!r})" if linked[p] else
                                 f"stage {name!r}, mapped argument {p}")
