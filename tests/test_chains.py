@@ -76,7 +76,7 @@ def test_a_timeout_in_a_line_stops_its_stage_only():
 def test_a_map_whose_batches_and_results_outgrow_a_pipe_ends():
     # Batches queue on busy workers, and each way a message is larger than a pipe holds: the
     # driver writes only what a pipe takes, so neither side waits on the other for ever.
-    items = [str(i) * 20 for i in range(200_000)]
+    items = [str(i) * 50 for i in range(200_000)]  # batches of megabytes: more than a pipe
     run = Pipeline("wide-map", [echo.map(items)]).start(num_cores=2, show=False)
     assert run.results["echo"] == items
 
