@@ -136,6 +136,13 @@ def _described(args: tuple, kwargs: dict, owner: str) -> Iterator[tuple[str, Any
         yield f"stage {owner!r}, argument {key!r}", value
 
 
+def container_sizes(args: tuple, kwargs: dict) -> tuple[int, ...]:
+    """How many parts each list, dict or set argument has (-1 for other values): arguments
+    whose containers grew or shrank are walked for stages again (``Stage.argument_stages``)."""
+    return tuple(len(v) if isinstance(v, (list, dict, set)) else -1
+                 for v in (*args, *kwargs.values()))
+
+
 def stages_in(args: tuple, kwargs: dict, owner: str = "?") -> list[Any]:
     """The stages inside a stage's arguments: given directly, or inside lists, tuples, sets,
     dicts (and their subclasses, namedtuples) and dataclasses, at any depth. A stage where

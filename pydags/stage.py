@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from pydags.arguments import Upstream, items_of, mismatch, stages_in
+from pydags.arguments import Upstream, container_sizes, items_of, mismatch, stages_in
 from pydags.calls import SourceFunction, StageCall, fresh
 from pydags.errors import InvalidStageTypeException, MapError
 
@@ -178,7 +178,7 @@ class Stage(Upstream):
         again only once they change (a large map's items are walked once, not at each of
         the checks of building and starting a pipeline)."""
         args, kwargs = self._args, self._kwargs
-        sizes = (*map(_size, args), *map(_size, kwargs.values()))
+        sizes = container_sizes(args, kwargs)
         walked = self._walked
         if walked is None or walked[0] is not args or walked[1] is not kwargs \
                 or walked[2] != sizes:
@@ -443,9 +443,3 @@ class DiskCacheStage(_StoreStage):
         return self._store.cache
 
     disk_cache = cache  # the name the published pydags 0.1 gave it
-
-
-def _size(value: Any) -> int:
-    """How many parts a container argument has (-1 for other values): one that grows or
-    shrinks is walked again for stages."""
-    return len(value) if isinstance(value, (list, dict, set)) else -1

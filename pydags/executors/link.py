@@ -4,6 +4,7 @@ it keeps for the driver."""
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 import threading
@@ -87,3 +88,13 @@ class Worker:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+
+def describe_exit(code: int) -> str:
+    """A worker process's exit code, in words."""
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

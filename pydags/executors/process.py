@@ -12,16 +12,16 @@ import contextlib
 import itertools
 import pickle
 import select
-import signal
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from pydags.calls import StageCall
 from pydags.executors import buffers, kept, pool
 from pydags.executors.base import Executor
-from pydags.executors.slots import Sent, Slot, Upcoming, Waiting, behind, kind_of
+from pydags.executors.link import describe_exit
+from pydags.executors.slots import Sent, Slot, Upcoming, Waiting, behind, kind_of, plainly
 from pydags.executors.worker import (
     CONTEXT,
     DROP,
@@ -102,8 +102,8 @@ class ProcessExecutor(Executor):
         files: list[str] = []
         try:
             # a job goes as a tuple (``worker.job_from``): a dataclass pickles far slower
-            if isinstance(function, SentFunction) and _plainly(job.args) \
-                    and _plainly(job.kwargs.values()):  # the C pickler will do
+            if isinstance(function, SentFunction) and plainly(job.args) \
+                    and plainly(job.kwargs.values()):  # the C pickler will do
                 payload = pickle.dumps((job.name, function.data, job.args, job.kwargs,
                                         job.attempt, job.timeout, keep), protocol=5)
             else:
@@ -338,12 +338,12 @@ class ProcessExecutor(Executor):
         if sent is None and slot.queued and slot.queued[0].sent:  # it died loading that one
             sent = slot.queued.popleft()
             buffers.delete(sent.files)
-        self._replace(slot, f"died ({_describe_exit(code)})")  # with what the stage started
+        self._replace(slot, f"died ({describe_exit(code)})")  # with what the stage started
         if sent is not None:
             self._news.append(Outcome(
                 sent.job.name, sent.job.attempt, False, worker=label, start=started,
                 end=time.time(), output=output,
-                error=StageError(ErrorKind.CRASH, f"worker died ({_describe_exit(code)})")))
+                error=StageError(ErrorKind.CRASH, f"worker died ({describe_exit(code)})")))
 
     def _drain(self, slot: Slot) -> None:
         """Keep what a worker about to be killed printed but the driver has not read yet."""
@@ -424,21 +424,6 @@ class ProcessExecutor(Executor):
                 idle.append(slot.worker)
         pool.POOL.give_back(idle)
         self._slots = []
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _plainly(values: Iterable[Any]) -> bool:
-    """Whether the C pickler sends ``values`` as cloudpickle would, several times faster:
-    numbers, strings, None, and the result of the job a chained one runs behind."""
-    return all(type(value) in buffers.PLAIN or type(value) is Upcoming for value in values)
 
 
 def _lost(job: Job, inputs: dict[str, kept.Kept]) -> Outcome:
