@@ -162,16 +162,29 @@ _ACTIVE = [0]  # how many captures are on; the routers leave when the last one e
 _LOCK = threading.Lock()
 
 
+def capture_for_good() -> None:
+    """Keep this process's stdout and stderr routed per thread from now on (a worker: every
+    job captures its output, and routing them once is cheaper than once per job)."""
+    with _LOCK:
+        _route()
+        _ACTIVE[0] += 1
+
+
+def _route() -> None:
+    """Put the routers in place of sys.stdout and sys.stderr if they are not (under _LOCK)."""
+    if not _ACTIVE[0]:
+        for stream in ("stdout", "stderr"):
+            _ROUTERS[stream] = _Router(getattr(sys, stream))
+            setattr(sys, stream, _ROUTERS[stream])
+
+
 @contextmanager
 def _captured(capture: _Capture, echo: bool) -> Iterator[None]:
     """Send this thread's stdout and stderr to ``capture`` (other threads are unaffected);
     with ``echo``, also to where stdout went before (an enclosing stage's capture, when a
     stage runs a pipeline of its own)."""
     with _LOCK:
-        if not _ACTIVE[0]:
-            for stream in ("stdout", "stderr"):
-                _ROUTERS[stream] = _Router(getattr(sys, stream))
-                setattr(sys, stream, _ROUTERS[stream])
+        _route()
         _ACTIVE[0] += 1
     routers = list(_ROUTERS.values())
     enclosing = [getattr(router.local, "capture", None) for router in routers]

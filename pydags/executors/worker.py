@@ -16,6 +16,7 @@ import importlib
 import io
 import os
 import pickle
+import select
 import shutil
 import signal
 import sys
@@ -28,7 +29,7 @@ from typing import Any
 import cloudpickle
 
 from pydags.executors import base, buffers, kept, reaping
-from pydags.executors.attempt import error_from_exception, execute
+from pydags.executors.attempt import capture_for_good, error_from_exception, execute
 from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
 from pydags.protocol import ErrorKind, Job, Outcome, StageError
 
@@ -41,6 +42,7 @@ CONTEXT = b"\x00context"  # from the driver: its working directory, environment 
 JOBS = b"\x00jobs"  # from the driver: (number, after, pickle) of jobs to run in this order
 DROP = b"\x00drop"  # from the driver: the numbers of jobs sent but withdrawn: skip them
 FLUSH_SECONDS = 0.1  # what a stage prints reaches the driver at least this often
+REAP_EVERY = 64  # jobs between collecting ended child processes, and whenever idle
 
 
 class _Sender(io.TextIOBase):
@@ -158,7 +160,7 @@ def adopt(driver: tuple[str | None, dict[str, str], list[str]]) -> None:
     importlib.invalidate_caches()
 
 
-def serve(inbox: Connection, outbox: Connection) -> bool:
+def serve(inbox: _Inbox, outbox: Connection) -> bool:
     """Run jobs until the driver says ``STOP`` (True) or the inbox closes without it (False:
     the driver is gone). Jobs come in order, several at a time when stages are short, each
     with its number and the key under which to keep its result here, if it may (``kept``).
@@ -166,17 +168,22 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
     lock = threading.Lock()  # one message at a time on the outbox
     sender = _Sender(outbox, lock)
     threading.Thread(target=sender.keep_flushing, daemon=True).start()
+    capture_for_good()
     # (number, number of the job it runs right after or 0, pickle) of the jobs sent, in order
     queue: deque[tuple[int, int, bytes]] = deque()
     told = 0  # the number of the job the driver knows started (with the last outcome)
+    ran = 0  # jobs taken from the queue
     while True:
-        if not queue or inbox.poll(0):  # a withdrawal may concern the next job
+        if not queue or inbox.waiting():  # a withdrawal may concern the next job
+            if not queue or ran % REAP_EVERY == 0:
+                reaping.reap()
             stopped = _read(inbox, queue, wait=not queue)
             if stopped is not None:
                 return stopped
             if not queue:
                 continue
         number, after, data = queue.popleft()
+        ran += 1
         if after and after not in kept.chained:
             continue  # the job it runs after failed: it does not run (the driver knows)
         start, job, value = time.time(), None, None
@@ -202,7 +209,7 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         sys.stdout.flush()
         batch = getattr(job, "function", None)
         data = encode(outcome, batch if isinstance(batch, ItemBatch) else None)
-        if outcome.ok and any(entry[1] == number for entry in queue):
+        if outcome.ok and number in inbox.followed:
             kept.chained[number] = value  # for the job chained behind it
         sender.flush()
         stopped = _read(inbox, queue, wait=False)
@@ -218,13 +225,31 @@ def serve(inbox: Connection, outbox: Connection) -> bool:
         # Let the job's arguments go now, not when the next job comes: unmapping a big
         # buffer takes a while.
         job = outcome = data = batch = value = None
-        reaping.reap()
 
 
-def _read(inbox: Connection, queue: deque[tuple[int, int, bytes]], wait: bool) -> bool | None:
+class _Inbox:
+    """The pipe from the driver, and the numbers of the jobs it sent that others run after.
+    Polled with one ``select.poll`` object kept for the worker's life: ``Connection.poll``
+    builds a selector each time, which costs more than a trivial stage."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.poller = select.poll()
+        self.poller.register(connection.fileno(), select.POLLIN)
+        self.followed: set[int] = set()  # may hold numbers of jobs that ended long ago
+
+    def waiting(self) -> bool:
+        """Whether a message waits (or the pipe closed)."""
+        return bool(self.poller.poll(0))
+
+    def recv_bytes(self) -> bytes:
+        return self.connection.recv_bytes()
+
+
+def _read(inbox: _Inbox, queue: deque[tuple[int, int, bytes]], wait: bool) -> bool | None:
     """Take in the driver's messages waiting (``wait``: at least one): jobs join ``queue``,
     withdrawn ones leave it. True: told to stop; False: the driver is gone."""
-    while wait or inbox.poll(0):
+    while wait or inbox.waiting():
         wait = False
         try:
             data = inbox.recv_bytes()
@@ -240,10 +265,13 @@ def _read(inbox: Connection, queue: deque[tuple[int, int, bytes]], wait: bool) -
             kept_jobs = [entry for entry in queue if entry[0] not in dropped]
             queue.clear()
             queue.extend(kept_jobs)
-            for number in set(kept.chained) - {entry[1] for entry in queue}:
+            inbox.followed = {entry[1] for entry in queue}
+            for number in set(kept.chained) - inbox.followed:
                 del kept.chained[number]  # no job is chained behind it any more
         else:
-            queue.extend(pickle.loads(data[len(JOBS):]))
+            jobs = pickle.loads(data[len(JOBS):])
+            queue.extend(jobs)
+            inbox.followed.update(entry[1] for entry in jobs if entry[1])
     return None
 
 
@@ -285,7 +313,7 @@ def main(argv: list[str]) -> None:
     # the worker, not the driver process, and it would not reach what the stage started.
     driver = int(argv[3])  # not getppid(): the driver may have died while this one started
     threading.Thread(target=watch_driver, args=(driver,), daemon=True).start()
-    inbox = Connection(int(argv[0]), writable=False)
+    inbox = _Inbox(Connection(int(argv[0]), writable=False))
     outbox = Connection(int(argv[1]), readable=False)
     threading.Thread(target=kept.answer, args=(Connection(int(argv[2])),), daemon=True).start()
     os.environ.setdefault("MPLBACKEND", "Agg")
