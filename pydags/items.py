@@ -66,12 +66,16 @@ class Items(StatusArray):
         self.worker[items.start:items.stop] = array("H", [self._worker(worker)]) * len(items)
 
     def ended(self, items: range, result: BatchResult, worker: str) -> None:
-        """``items`` ran on ``worker`` (each item ended when the next one started)."""
+        """``items`` ran on ``worker`` (each item ended when the next one started; the items
+        of a run timed together, when the run did)."""
         a, b = items.start, items.stop
         place(self.values, a, result)
         self.start[a:b] = result.starts
         self.end[a:b - 1] = result.starts[1:]
         self.end[b - 1] = result.end
+        for run in result.together:
+            self.end[a + run.start:a + run.stop] = array("d", [self.end[a + run.stop - 1]]) \
+                * len(run)
         self.worker[a:b] = array("H", [self._worker(worker)]) * len(items)
 
     def tried(self, items: range, start: float, end: float, worker: str) -> None:

@@ -61,6 +61,7 @@ class Pipeline:
         self._by_name: dict[str, Stage] = {}
         self._stale = False  # a member changed its name or dependencies since the last check
         self._graph: nx.DiGraph | None = None
+        self._ordered: tuple[nx.DiGraph, list[str]] | None = None  # (graph, its order)
         self.runs: deque[Run] = deque(maxlen=HISTORY)
         self.add_stages(*stages)
 
@@ -150,7 +151,10 @@ class Pipeline:
         return self._graph
 
     def _order(self) -> list[str]:
-        return list(nx.topological_sort(self.graph))
+        graph = self.graph  # sorted again only when it is made again: each run asks
+        if self._ordered is None or self._ordered[0] is not graph:
+            self._ordered = (graph, list(nx.topological_sort(graph)))
+        return list(self._ordered[1])
 
     def topological_sort_grouped(self) -> list[list[str]]:
         """Stage names in levels: each level depends only on the levels before it."""

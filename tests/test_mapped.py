@@ -13,12 +13,14 @@ from workload import (
     list_files,
     pause_then_double,
     read_number,
+    slow_from,
     summarize,
     unless_stopped,
 )
 
 from pydags import Pipeline, Stage, StageStatus
 from pydags.errors import PipelineError
+from pydags.executors import batch
 
 
 def _files(folder, count):
@@ -157,6 +159,27 @@ def test_events_carry_the_item_and_batches_keep_every_item(tmp_path):
     batches = {e.time for e in seen if e.item is not None and e.status is StageStatus.RUNNING}
     assert len(batches) < 200  # small items go out together, each batch starting at once
     assert run.items["pause_then_double"].counts() == {StageStatus.DONE: 2000}
+
+
+def test_short_items_are_timed_in_runs():
+    run = Pipeline("runs", [slow_from.map(range(300), first_slow=300)]).start(
+        num_cores=2, show=False)
+    assert run.results["slow_from"] == list(range(300))
+    items = run.items["slow_from"]
+    assert len(set(items.start)) < 100  # each run's items share its start and its end
+    assert all(items.end[i] == items.end[i + 1] for i in range(299)
+               if items.start[i] == items.start[i + 1])
+
+
+def test_items_after_a_slow_run_are_timed_alone(monkeypatch):
+    monkeypatch.setattr(batch, "RUN", 8)
+    run = Pipeline("runs", [slow_from.map(range(120), first_slow=100)]).start(show=False)
+    assert run.results["slow_from"] == list(range(120))
+    items = run.items["slow_from"]
+    assert len(set(items.start[:100])) < 40
+    alone = range(100 + batch.RUN, 120)  # one run at most had short items and slow ones
+    assert len({items.start[i] for i in alone}) == len(alone)
+    assert all(items.end[i] - items.start[i] >= 0.02 for i in alone)
 
 
 def test_a_timeout_stops_one_item_and_a_crash_blames_one_item(no_orphans):

@@ -464,3 +464,11 @@ def wide_pipeline(n: int = 200, seconds: float = 0.05):
         parents = rng.sample(made, min(len(made), rng.randint(0, 2)))
         made.append(step(*parents, seconds=seconds).named(f"fit_{i:03d}"))
     return Pipeline("wide", made)
+
+
+@stage
+def slow_from(x, first_slow=100, seconds=0.02):
+    """``x``, at once below ``first_slow``, after ``seconds`` from there on."""
+    if x >= first_slow:
+        time.sleep(seconds)
+    return x

@@ -7,7 +7,9 @@ item, its result or its error, and when it started.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import itertools
 import pickle
 import time
 from array import array
@@ -20,16 +22,22 @@ import cloudpickle
 from pydags.executors.attempt import awaited, error_from_exception
 from pydags.protocol import ErrorKind, StageError
 
+RUN = 128  # items timed together at most: when items turn slow, so many are timed as one
+SHORT_SECONDS = 0.001  # a run of items shorter than this doubles (up to RUN), a longer one
+# is followed by items timed alone
+
 
 @dataclass
 class BatchResult:
     """What a batch gives back: a value per item (None where it failed), the errors by
-    position in the batch, when each item started, and when the last one ended."""
+    position in the batch, when each item started, and when the last one ended. Items in a
+    run of ``together`` (positions) were timed as one: each started when the run did."""
 
     values: list[Any]
     errors: dict[int, StageError]
     starts: array
     end: float
+    together: list[range] = field(default_factory=list)
 
 
 @dataclass
@@ -43,26 +51,38 @@ class ItemBatch:
     kwargs: dict = field(default_factory=dict)
 
     def __call__(self, *sources: list) -> BatchResult:
+        """Run the items in runs, each as one ``map`` (its loop in C, as ``Pool.map``'s):
+        a run doubles while it takes under ``SHORT_SECONDS`` and goes back to one item
+        when it does not, so items of a millisecond or more are timed one by one."""
         function = getattr(self.function, "function", self.function)  # a StageCall's own
-        kwargs = self.kwargs
+        call = functools.partial(function, **self.kwargs) if self.kwargs else function
         count = len(sources[0])
-        values: list[Any] = [None] * count
+        results = map(call, sources[0]) if len(sources) == 1 else \
+            itertools.starmap(call, zip(*sources, strict=True))
+        awaits = inspect.iscoroutinefunction(function)
+        values: list[Any] = []
         errors: dict[int, StageError] = {}
         starts = array("d", bytes(8 * count))
-        clock = time.time
-        awaits = inspect.iscoroutinefunction(function)
-        for position, argument in enumerate(sources[0] if len(sources) == 1 else
-                                            zip(*sources, strict=True)):
-            starts[position] = clock()
+        together: list[range] = []
+        clock, size = time.time, 1
+        while len(values) < count:
+            first, begin = len(values), clock()
             try:
-                if len(sources) > 1:
-                    value = function(*argument, **kwargs)
+                if awaits:
+                    values.append(awaited(next(results)))
                 else:
-                    value = function(argument, **kwargs) if kwargs else function(argument)
-                values[position] = awaited(value) if awaits else value
+                    values.extend(itertools.islice(results, size))
             except (Exception, SystemExit) as exc:  # this item's failure; the batch goes on
-                errors[position] = portable(error_from_exception(exc))
-        return BatchResult(values, errors, starts, clock())
+                errors[len(values)] = portable(error_from_exception(exc))
+                values.append(None)
+            ran = len(values) - first
+            if not ran:
+                break  # the arguments ran out (their lengths were checked: never)
+            starts[first:first + ran] = array("d", [begin]) * ran
+            if ran > 1:
+                together.append(range(first, first + ran))
+            size = min(2 * size, RUN) if clock() - begin < SHORT_SECONDS else 1
+        return BatchResult(values, errors, starts, clock(), together)
 
 
 def sendable(result: BatchResult, stage: str, first: int) -> BatchResult:
