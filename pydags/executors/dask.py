@@ -132,8 +132,8 @@ class DaskExecutor(Executor):
                 function = dataclasses.replace(function, function=self._by_value(function.function))
                 self._batches[key] = function
             bare = dataclasses.replace(job, function=function, args=(), kwargs={}, inputs={})
-            graph[key] = Task(key, run_on_worker, self.topic, key, bare,
-                              parse_input(list(job.args)), parse_input(dict(job.kwargs)))
+            graph[key] = Task(key, _Attempt(key, self.topic, bare), parse_input(job.kwargs),
+                              *map(parse_input, job.args))
         futures = self.client.get(graph, list(graph), sync=False)
         for job, future in zip(self._unsent.values(), futures, strict=True):
             self._futures[job.name] = future
@@ -279,6 +279,28 @@ def _same(value: Any) -> Any:
     return value
 
 
+class _Attempt:
+    """The Dask task of one stage attempt, called with its keyword and positional arguments
+    (Dask puts the upstream results in place); its start and end reported as events on
+    ``topic``. Dask tokenizes the function and arguments of every task of a graph it is
+    given, and a job (its function by value) takes long to tokenize: the task's key,
+    unique already, stands for it."""
+
+    __slots__ = ("job", "key", "topic")
+
+    def __init__(self, key: str, topic: str, job: Job):
+        self.key, self.topic, self.job = key, topic, job
+
+    def __dask_tokenize__(self) -> str:
+        return self.key
+
+    def __reduce__(self) -> tuple:
+        return _Attempt, (self.key, self.topic, self.job)
+
+    def __call__(self, kwargs: dict, *args: Any) -> Any:
+        return run_on_worker(self.topic, self.key, self.job, args, kwargs)
+
+
 @dataclasses.dataclass
 class _Ended:
     """A task that ended well: its report, and its future (its result may be fetched yet)."""
@@ -287,8 +309,8 @@ class _Ended:
     future: Any
 
 
-def run_on_worker(topic: str, key: str, job: Job, args: list, kwargs: dict) -> Any:
-    """The Dask task of one stage attempt, its start and end reported as events."""
+def run_on_worker(topic: str, key: str, job: Job, args: tuple, kwargs: dict) -> Any:
+    """Run a stage attempt on a Dask worker, its start and end reported as events."""
     worker = get_worker()
     worker.log_event(topic, dict(kind="started", key=key, name=job.name, attempt=job.attempt,
                                  worker=worker.address, time=time.time()))
