@@ -19,6 +19,8 @@ from workload import (  # noqa: E402
     clean,
     fails_first,
     fails_for,
+    fine,
+    hard_exit,
     list_files,
     load,
     pause_then_double,
@@ -33,6 +35,7 @@ from pydags import StageStatus  # noqa: E402
 from pydags.examples import tutorial  # noqa: E402
 from pydags.executors import dask as dask_executor  # noqa: E402
 from pydags.pipeline import Pipeline  # noqa: E402
+from pydags.protocol import ErrorKind  # noqa: E402
 from pydags.stage import stage  # noqa: E402
 
 
@@ -118,6 +121,21 @@ def test_num_cores_with_dask_and_bad_executors_are_clear_errors(client, monkeypa
     monkeypatch.setattr(dask_executor, "Client", None)
     with pytest.raises(ImportError, match=r"pydags\[dask\]"):
         pipeline.start(executor="tcp://127.0.0.1:1")
+
+
+def test_a_stage_that_kills_its_dask_worker_fails_as_a_crash_and_the_rest_ends():
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        run = Pipeline("crash", [hard_exit(), fine()]).start(executor=client,
+                                                             raise_on_error=False)
+    assert run.status == {"hard_exit": StageStatus.FAILED, "fine": StageStatus.DONE}
+    error = run.stage_records["hard_exit"].error
+    assert error.kind is ErrorKind.CRASH
+    assert "Dask could not run stage 'hard_exit'" in error.message
 
 
 def test_a_real_scheduler_and_two_workers_by_address():

@@ -32,7 +32,7 @@ from pydags.calls import StageCall
 from pydags.errors import LostResult
 from pydags.executors.attempt import execute
 from pydags.executors.base import Executor
-from pydags.executors.batch import BatchResult, ItemBatch, place, sendable
+from pydags.executors.batch import BatchResult, ItemBatch, place, portable, sendable
 from pydags.protocol import ErrorKind, Job, Outcome, StageError, Started
 from pydags.results import Remote, preview
 
@@ -44,19 +44,20 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 
 SMALL = 64 * 1024  # bytes of a pickled result sent to the client with its report
+CHECK_SECONDS = 0.5  # how often the tasks that have not reported are looked at for crashes
 _MISSING = object()
 
 
 class StageFailed(Exception):
-    """A stage attempt failed on a Dask worker; carries what the scheduler needs. Dask
-    gives the same exception to the tasks downstream, which ``key`` tells apart."""
+    """A stage attempt failed on a Dask worker (its report says how). Dask gives the same
+    exception to the tasks downstream, which ``key`` tells apart."""
 
-    def __init__(self, key: str, error: StageError, outcome: dict):
+    def __init__(self, key: str, error: StageError):
         super().__init__(error.message)
-        self.key, self.error, self.outcome = key, error, outcome
+        self.key, self.error = key, error
 
     def __reduce__(self):
-        return (StageFailed, (self.key, self.error, self.outcome))
+        return (StageFailed, (self.key, self.error))
 
 
 class DaskExecutor(Executor):
@@ -82,14 +83,14 @@ class DaskExecutor(Executor):
         self._unsent: dict[str, Job] = {}  # task key -> job, until the next poll sends it
         self._keys: dict[str, str] = {}  # stage name -> task key of its current attempt
         self._count = itertools.count()
-        self._news: queue.Queue[Started | Outcome | _Ended] = queue.Queue()
-        self._values: dict[str, Future] = {}  # task key -> finished future, until its report
+        self._news: queue.Queue[Started | Outcome | dict] = queue.Queue()  # dict: a report
+        # task key -> (stage, attempt) of the tasks sent that have not reported their end
+        self._unreported: dict[str, tuple[str, int]] = {}
+        self._checked = time.monotonic()  # when those were last looked for crashes
         self._batches: dict[str, ItemBatch] = {}  # task key -> the batch of items it runs
         # mapped stage -> (first item, items, future) of each batch that ran: where the
         # items' results stay until the stages taking them fetch them
         self._items: dict[str, list[tuple[int, int, Future]]] = {}
-        self._reports: dict[str, dict] = {}  # task key -> report, until its result comes
-        self._lock = threading.Lock()
         self._threads: int | None = None  # the cluster's, for sizing batches of items
 
     def start(self) -> None:
@@ -135,10 +136,9 @@ class DaskExecutor(Executor):
             graph[key] = Task(key, _Attempt(key, self.topic, bare), parse_input(job.kwargs),
                               *map(parse_input, job.args))
         futures = self.client.get(graph, list(graph), sync=False)
-        for job, future in zip(self._unsent.values(), futures, strict=True):
+        for (key, job), future in zip(self._unsent.items(), futures, strict=True):
             self._futures[job.name] = future
-            future.add_done_callback(
-                lambda f, name=job.name, attempt=job.attempt: self._on_done(name, attempt, f))
+            self._unreported[key] = (job.name, job.attempt)
         self._unsent.clear()
 
     def _by_value(self, function: Any) -> Any:
@@ -155,17 +155,23 @@ class DaskExecutor(Executor):
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
         self._send()
-        news = []
+        news: list[Started | Outcome | dict] = []
         try:
             news.append(self._news.get(timeout=timeout))
             while True:
                 news.append(self._news.get_nowait())
         except queue.Empty:
-            return [self._ended(n) if isinstance(n, _Ended) else n for n in news]
+            pass
+        ended = [self._ended(n) if isinstance(n, dict) else n for n in news]
+        if time.monotonic() - self._checked >= CHECK_SECONDS:
+            ended += self._crashed()
+        return ended
 
     def cancel(self, names: set[str]) -> None:
         for name in names:
-            self._unsent.pop(self._keys.pop(name, ""), None)
+            key = self._keys.pop(name, "")
+            self._unsent.pop(key, None)
+            self._unreported.pop(key, None)
         futures = [self._futures.pop(n) for n in names if n in self._futures]
         if futures:
             self.client.cancel(futures)
@@ -177,74 +183,70 @@ class DaskExecutor(Executor):
             self.client.cancel(pending)
         self._futures.clear()
         self._items.clear()
+        self._unreported.clear()
         if self._owns_client:
             self.client.close()
 
     # --- news from the cluster --------------------------------------------------
     def _on_report(self, event: tuple[float, dict]) -> None:
+        """A task's report (on the client's event loop): read on the scheduler's thread."""
         report = event[1]
         if self._keys.get(report["name"]) != report["key"]:
             return  # an attempt withdrawn or cancelled since
         if report["kind"] == "started":
             self._news.put(Started(report["name"], report["attempt"], report["worker"],
                                    report["time"]))
-            return
-        with self._lock:  # the value may come before or after this report
-            self._reports[report["key"]] = report
-            self._deliver(report["key"])
+        else:
+            self._news.put(report)
 
-    def _on_done(self, name: str, attempt: int, future: Future) -> None:
-        if future.status == "cancelled" or self._keys.get(name) != future.key:
-            return  # withdrawn or cancelled
-        if future.status == "finished":
-            with self._lock:  # a small result came with the report; a large one is fetched
-                self._values[future.key] = future
-                self._deliver(future.key)
-            return
-        try:
-            future.result()
-        except StageFailed as failure:
-            if failure.key == future.key:  # else an upstream stage failed: not this one's news
-                self._news.put(Outcome(name, attempt, False, error=failure.error,
-                                       **failure.outcome))
-        except Exception as exc:  # a lost worker, a result that cannot travel
-            if self._keys.get(name) != future.key:
-                return  # withdrawn meanwhile (its upstream failed and is retried): no news
-            now = time.time()
-            self._news.put(Outcome(name, attempt, False, start=now, end=now, error=StageError(
-                ErrorKind.CRASH,
-                f"Dask could not run stage {name!r}: {type(exc).__name__}: {exc}")))
+    def _crashed(self) -> list[Outcome]:
+        """The failures of tasks that ended without a report: their worker died (Dask
+        gave up on them), or Dask could not run them. Looked for every ``CHECK_SECONDS``,
+        not with a callback per task: each costs the client a wake-up and a thread hop."""
+        self._checked = time.monotonic()
+        crashed = []
+        for key, (name, attempt) in list(self._unreported.items()):
+            future = self._futures.get(name)
+            if future is None or future.key != key or future.status != "error":
+                continue
+            try:
+                future.result()
+            except StageFailed:
+                continue  # a stage's own failure (its report comes), or its upstream's
+            except Exception as exc:
+                del self._unreported[key]
+                now = time.time()
+                crashed.append(Outcome(name, attempt, False, start=now, end=now, error=StageError(
+                    ErrorKind.CRASH,
+                    f"Dask could not run stage {name!r}: {type(exc).__name__}: {exc}")))
+        return crashed
 
-    def _deliver(self, key: str) -> None:
-        if key not in self._values or key not in self._reports:
-            return
-        # Fetched by poll(), on the scheduler's thread: this may run on the client's event
-        # loop, which a fetch waits for.
-        self._news.put(_Ended(self._reports.pop(key), self._values.pop(key)))
-
-    def _ended(self, ended: _Ended) -> Outcome:
-        report, future = ended.report, ended.future
-        small = report["value"]
+    def _ended(self, report: dict) -> Outcome:
+        name, attempt = report["name"], report["attempt"]
+        self._unreported.pop(report["key"], None)
+        times = dict(output=report["output"], worker=report["worker"], start=report["start"],
+                     end=report["end"])
+        if report["error"] is not None:
+            return Outcome(name, attempt, False, error=cloudpickle.loads(report["error"]),
+                           **times)
+        future, small = self._futures.get(name), report["value"]
         try:
             if small is not None:
                 value = cloudpickle.loads(small)
-            elif self._owns_client or future.key in self._batches:  # needed here at once
+            elif self._owns_client or report["key"] in self._batches:  # needed here at once
                 value = future.result()
             else:  # stays on the cluster until it is read (the client outlives the run)
-                value = OnCluster(future, report["name"], report["preview"])
+                value = OnCluster(future, name, report["preview"])
         except Exception as exc:  # a lost worker, a result that cannot travel
             now = time.time()
-            return Outcome(report["name"], report["attempt"], False, start=now, end=now,
-                           error=StageError(ErrorKind.CRASH,
-                                            f"the result of stage {report['name']!r} could "
-                                            f"not be fetched: {type(exc).__name__}: {exc}"))
-        batch = self._batches.pop(future.key, None)
+            return Outcome(name, attempt, False, start=now, end=now, error=StageError(
+                ErrorKind.CRASH, f"the result of stage {name!r} could not be fetched: "
+                f"{type(exc).__name__}: {exc}"))
+        batch = self._batches.pop(report["key"], None)
         if batch is not None:
             self._items.setdefault(batch.stage, []).append(
                 (batch.first, len(value.values), future))
-        return Outcome(report["name"], report["attempt"], True, value=value,
-                       output=report["output"], worker=report["worker"], start=report["start"],
-                       end=report["end"])
+        return Outcome(name, attempt, True, value=value, **times)
 
 
 class OnCluster(Remote):
@@ -301,38 +303,33 @@ class _Attempt:
         return run_on_worker(self.topic, self.key, self.job, args, kwargs)
 
 
-@dataclasses.dataclass
-class _Ended:
-    """A task that ended well: its report, and its future (its result may be fetched yet)."""
-
-    report: dict
-    future: Any
-
-
 def run_on_worker(topic: str, key: str, job: Job, args: tuple, kwargs: dict) -> Any:
-    """Run a stage attempt on a Dask worker, its start and end reported as events."""
+    """Run a stage attempt on a Dask worker, its start and its end (result or failure)
+    reported as events."""
     worker = get_worker()
     worker.log_event(topic, dict(kind="started", key=key, name=job.name, attempt=job.attempt,
                                  worker=worker.address, time=time.time()))
     outcome = _with_timeout(dataclasses.replace(job, args=tuple(args), kwargs=kwargs))
-    if outcome.ok:
-        try:  # a small result rides along with the report: no round trip to fetch it
+    report = dict(kind="ended", key=key, name=job.name, attempt=job.attempt,
+                  worker=worker.address, start=outcome.start, end=outcome.end,
+                  output=outcome.output, value=None, error=None, preview="")
+    if not outcome.ok:
+        assert outcome.error is not None
+        report["error"] = cloudpickle.dumps(portable(outcome.error))
+        worker.log_event(topic, report)
+        # Dask fails the tasks taking its result too: the scheduler skips their stages
+        raise StageFailed(key, dataclasses.replace(outcome.error, exception=None))
+    try:  # a small result rides along with the report: no round trip to fetch it
+        small = cloudpickle.dumps(outcome.value)
+    except Exception:
+        small = None  # fetching it through the future gives Dask's own error
+        if isinstance(job.function, ItemBatch):  # but only the bad items fail
+            sendable(outcome.value, job.function.stage, job.function.first)
             small = cloudpickle.dumps(outcome.value)
-        except Exception:
-            small = None  # fetching it through the future gives Dask's own error
-            if isinstance(job.function, ItemBatch):  # but only the bad items fail
-                sendable(outcome.value, job.function.stage, job.function.first)
-                small = cloudpickle.dumps(outcome.value)
-        worker.log_event(topic, dict(kind="ended", key=key, name=job.name, attempt=job.attempt,
-                                     worker=worker.address, start=outcome.start,
-                                     end=outcome.end, output=outcome.output,
-                                     value=small if small and len(small) <= SMALL else None,
-                                     preview=preview(outcome.value)))
-        return outcome.value
-    assert outcome.error is not None
-    outcome.error = dataclasses.replace(outcome.error, exception=None)  # the text travels
-    raise StageFailed(key, outcome.error, dict(output=outcome.output, worker=worker.address,
-                                               start=outcome.start, end=outcome.end))
+    report["value"] = small if small and len(small) <= SMALL else None
+    report["preview"] = preview(outcome.value)
+    worker.log_event(topic, report)
+    return outcome.value
 
 
 def join_items(count: int, parts: list[tuple[int, int, BatchResult]]) -> list[Any]:
