@@ -21,15 +21,8 @@ class StageStatus(str, Enum):
 
     __hash__ = str.__hash__  # as its value's, in C: statuses are looked up by the thousand
 
-    @property
-    def finished(self) -> bool:
-        """True when the stage will not change status again in this run."""
-        return self in FINISHED
-
-    @property
-    def succeeded(self) -> bool:
-        """True when the stage has a result its dependents can use."""
-        return self in (StageStatus.DONE, StageStatus.CACHED)
+    finished: bool  # True when the stage will not change status again in this run
+    succeeded: bool  # True when the stage has a result its dependents can use
 
     def __str__(self) -> str:
         return self.value
@@ -44,6 +37,10 @@ FINISHED = frozenset(
         StageStatus.CANCELLED,
     }
 )
+for _status in StageStatus:  # attributes, not properties: read a dozen times per stage
+    _status.finished = _status in FINISHED
+    _status.succeeded = _status in (StageStatus.DONE, StageStatus.CACHED)
+del _status
 
 
 STATUSES = list(StageStatus)

@@ -148,12 +148,17 @@ class ProcessExecutor(Executor):
             return max(free, key=lambda s: sum(k.nbytes for k in inputs if k.on(s.worker)))
         return min(free, key=lambda s: (s.busy + len(s.queued), len(s.worker.kept)))
 
-    def _flush(self) -> None:
-        """Send every worker the jobs given to it since, in one message each."""
+    def _flush(self) -> bool:
+        """Send every worker the jobs given to it since, in one message each; True if one
+        had died (its jobs went to its replacement, to be sent)."""
+        died = False
         for slot in self._slots:
-            unsent = [sent for sent in slot.queued if not sent.sent]
-            if not unsent:
+            queued, first = slot.queued, len(slot.queued)
+            while first and not queued[first - 1].sent:  # the jobs not sent come last
+                first -= 1
+            if first == len(queued):
                 continue
+            unsent = [queued[i] for i in range(first, len(queued))]
             try:
                 if slot.worker.context is not self._context:
                     if slot.worker.context != self._context:
@@ -164,9 +169,11 @@ class ProcessExecutor(Executor):
                                           s.payload) for s in unsent]))
             except OSError:  # it died since: while it ran a job, or idle since the last run
                 self._died(slot)
+                died = True
                 continue
             for sent in unsent:
                 sent.sent = True
+        return died
 
     def share(self, value: Any) -> Any:
         """``value`` with its large buffers written to shared memory once and mapped here:
@@ -183,7 +190,8 @@ class ProcessExecutor(Executor):
 
     def poll(self, timeout: float) -> list[Started | Printed | Outcome]:
         for _ in range(3):  # jobs of a worker that died go to its replacement
-            self._flush()
+            if not self._flush():
+                break
         if self._news:
             news, self._news = self._news, []
             return news
