@@ -338,16 +338,17 @@ class Pipeline:
         deps = self.dependencies()
         known = self.runs[-1].durations if self.runs else {}
         cost: dict[str, float] = {}
+        successors = self.graph.succ
         for name in reversed(order):
-            below = max((cost[d] for d in self.graph.successors(name)), default=0.0)
+            below = max((cost[d] for d in successors[name]), default=0.0)
             cost[name] = below + known.get(name, 1.0)
         inputs = {name: {s.name for s in stage.argument_stages}
                   for name, stage in stages.items()}
         linked = {name: [a.name if isinstance(a, Stage) and a.mapped else None
                          for a in stage.arguments[0]]
                   for name, stage in stages.items() if stage.mapped}
-        for name in order:  # a map over a map's items goes first: each item's chain ends early
-            feeding = [cost[p] for p in linked.get(name, ()) if p]
+        for name, parents in linked.items():  # in order: a map over a map's items goes
+            feeding = [cost[p] for p in parents if p]  # first, each item's chain ends early
             if feeding:
                 cost[name] = max(cost[name], max(feeding) + 1e-3)
         names = {id(stage): name for name, stage in stages.items()}
