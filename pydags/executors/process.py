@@ -14,7 +14,7 @@ import pickle
 import select
 import time
 from collections.abc import Collection
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pydags.calls import StageCall
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 BUDGET_SECONDS = 0.002  # of short jobs queued on a worker: hides the round trip to it
 MOST_QUEUED = 32  # jobs on one worker at once
+LIVENESS_SECONDS = 0.05  # how often busy workers that said nothing are checked for life
 
 
 class ProcessExecutor(Executor):
@@ -65,6 +66,7 @@ class ProcessExecutor(Executor):
         self._seconds: dict[Any, float] = {}  # kind of job -> its recent duration
         self._typical: float | None = None  # the recent duration of any job
         self._given: dict[str, Sent] = {}  # stage -> its job, given to a worker, not ended
+        self._checked = 0.0  # when the busy workers were last seen alive
 
     @property
     def capacity(self) -> int:  # type: ignore[override]
@@ -204,10 +206,13 @@ class ProcessExecutor(Executor):
             if busy[conn].worker.outbox is conn:  # not replaced meanwhile
                 self._receive(busy[conn])
         now = time.time()
+        checking = now - self._checked >= LIVENESS_SECONDS  # a system call per worker
+        if checking:
+            self._checked = now
         for conn, slot in busy.items():
             if not slot.busy or slot.worker.outbox is not conn:
                 continue
-            if conn not in readable and not slot.worker.alive():
+            if checking and conn not in readable and not slot.worker.alive():
                 # Dead, though its pipe is open: something it forked holds the pipe.
                 self._died(slot)
             elif slot.deadline is not None and now >= slot.deadline:
@@ -218,9 +223,8 @@ class ProcessExecutor(Executor):
     def _wait(self, busy: dict[Connection, Slot], timeout: float) -> set[Connection]:
         """The outboxes of ``busy`` with news, waited for up to ``timeout`` seconds while
         what waits to be sent to any worker is written."""
+        # select.poll, not multiprocessing's wait(): that builds a selector each time
         writing = {s.worker.inbox.fileno(): s for s in self._slots if s.worker.unsent}
-        if not writing:
-            return set(wait(list(busy), timeout))
         poller = select.poll()
         reading = {conn.fileno(): conn for conn in busy}
         for fd in reading:
