@@ -132,7 +132,7 @@ class DaskExecutor(Executor):
             if isinstance(function, ItemBatch):
                 function = dataclasses.replace(function, function=self._by_value(function.function))
                 self._batches[key] = function
-            bare = dataclasses.replace(job, function=function, args=(), kwargs={}, inputs={})
+            bare = Job(job.name, function, (), {}, job.attempt, job.timeout)
             graph[key] = Task(key, _Attempt(key, self.topic, bare), parse_input(job.kwargs),
                               *map(parse_input, job.args))
         futures = self.client.get(graph, list(graph), sync=False)
@@ -296,11 +296,18 @@ class _Attempt:
     def __dask_tokenize__(self) -> str:
         return self.key
 
-    def __reduce__(self) -> tuple:
-        return _Attempt, (self.key, self.topic, self.job)
+    def __reduce__(self) -> tuple:  # what the worker needs, as a tuple: a dataclass
+        job = self.job  # pickles several times slower
+        return _attempt, (self.key, self.topic, job.name, job.function, job.attempt,
+                          job.timeout)
 
     def __call__(self, kwargs: dict, *args: Any) -> Any:
         return run_on_worker(self.topic, self.key, self.job, args, kwargs)
+
+
+def _attempt(key: str, topic: str, name: str, function: Any, attempt: int,
+             timeout: float | None) -> _Attempt:
+    return _Attempt(key, topic, Job(name, function, (), {}, attempt, timeout))
 
 
 def run_on_worker(topic: str, key: str, job: Job, args: tuple, kwargs: dict) -> Any:
