@@ -6,10 +6,12 @@ task each; their results stay on the workers, and the stages taking them (a map 
 included) get them from there. The executor *pipelines*: the scheduler
 hands it a stage as soon as its dependencies are submitted, and Dask starts the task the
 moment its inputs exist. A task tells the client when it starts and how it ended through
-Dask's event topics; its result (or failure) arrives through its future: a small one with
-the report, a large one left on the cluster until it is read (when the client outlives the
-run: one pydags opened from an address closes with it, so it fetches them). Retries,
-skipping and statuses stay with the scheduler, as for every executor.
+Dask's event topics: its failure, or its result when small, comes with that report; a
+large result is left on the cluster until it is read, held by its future (when the client
+outlives the run: one pydags opened from an address closes with it, so it fetches them).
+A task that ends without a report (its worker died and Dask gave up on it) is found
+within ``CHECK_SECONDS``. Retries, skipping and statuses stay with the scheduler, as for
+every executor.
 
 What Dask cannot do: stop a running task. A stage past its timeout is FAILED at once,
 but its thread runs to the end on the worker; cancel releases queued and running tasks
