@@ -155,12 +155,8 @@ class ProcessExecutor(Executor):
         had died (its jobs went to its replacement, to be sent)."""
         died = False
         for slot in self._slots:
-            queued, first = slot.queued, len(slot.queued)
-            while first and not queued[first - 1].sent:  # the jobs not sent come last
-                first -= 1
-            if first == len(queued):
+            if not (unsent := slot.queued.unsent()):
                 continue
-            unsent = [queued[i] for i in range(first, len(queued))]
             try:
                 if slot.worker.context is not self._context:
                     if slot.worker.context != self._context:
@@ -207,8 +203,7 @@ class ProcessExecutor(Executor):
                 self._receive(busy[conn])
         now = time.time()
         checking = now - self._checked >= LIVENESS_SECONDS  # a system call per worker
-        if checking:
-            self._checked = now
+        self._checked = now if checking else self._checked
         for conn, slot in busy.items():
             if not slot.busy or slot.worker.outbox is not conn:
                 continue

@@ -59,6 +59,13 @@ class Waiting(deque):
         super().append(sent)
         self._count(sent, 1)
 
+    def unsent(self) -> list[Sent]:
+        """The jobs not sent to the worker yet: the last ones."""
+        first = len(self)
+        while first and not self[first - 1].sent:
+            first -= 1
+        return [self[i] for i in range(first, len(self))]
+
     def popleft(self) -> Sent:
         sent = super().popleft()
         self._count(sent, -1)
