@@ -174,9 +174,9 @@ def serve(inbox: _Inbox, outbox: Connection) -> bool:
     told = 0  # the number of the job the driver knows started (with the last outcome)
     ran = 0  # jobs taken from the queue
     while True:
+        if not queue or ran % REAP_EVERY == 0:
+            reaping.reap()
         if not queue or inbox.waiting():  # a withdrawal may concern the next job
-            if not queue or ran % REAP_EVERY == 0:
-                reaping.reap()
             stopped = _read(inbox, queue, wait=not queue)
             if stopped is not None:
                 return stopped
@@ -209,8 +209,10 @@ def serve(inbox: _Inbox, outbox: Connection) -> bool:
         sys.stdout.flush()
         batch = getattr(job, "function", None)
         data = encode(outcome, batch if isinstance(batch, ItemBatch) else None)
-        if outcome.ok and number in inbox.followed:
-            kept.chained[number] = value  # for the job chained behind it
+        if number in inbox.followed:
+            inbox.followed.discard(number)
+            if outcome.ok:
+                kept.chained[number] = value  # for the job chained behind it
         sender.flush()
         stopped = _read(inbox, queue, wait=False)
         while queue and queue[0][1] and queue[0][1] not in kept.chained:
@@ -236,7 +238,7 @@ class _Inbox:
         self.connection = connection
         self.poller = select.poll()
         self.poller.register(connection.fileno(), select.POLLIN)
-        self.followed: set[int] = set()  # may hold numbers of jobs that ended long ago
+        self.followed: set[int] = set()
 
     def waiting(self) -> bool:
         """Whether a message waits (or the pipe closed)."""
@@ -265,7 +267,7 @@ def _read(inbox: _Inbox, queue: deque[tuple[int, int, bytes]], wait: bool) -> bo
             kept_jobs = [entry for entry in queue if entry[0] not in dropped]
             queue.clear()
             queue.extend(kept_jobs)
-            inbox.followed = {entry[1] for entry in queue}
+            inbox.followed = {entry[1] for entry in queue if entry[1]}
             for number in set(kept.chained) - inbox.followed:
                 del kept.chained[number]  # no job is chained behind it any more
         else:
