@@ -14,6 +14,7 @@ from workload import (
     pause_then_double,
     read_number,
     slow_from,
+    stops_on_zero,
     summarize,
     unless_stopped,
 )
@@ -169,6 +170,17 @@ def test_short_items_are_timed_in_runs():
     assert len(set(items.start)) < 100  # each run's items share its start and its end
     assert all(items.end[i] == items.end[i + 1] for i in range(299)
                if items.start[i] == items.start[i + 1])
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_an_item_raising_stopiteration_fails_alone_and_the_others_keep_their_places(cores):
+    run = Pipeline("stops", [stops_on_zero.map([1, 0, 2, 3])]).start(
+        num_cores=cores, show=False, raise_on_error=False)
+    items = run.items["stops_on_zero"]
+    assert items.statuses() == [StageStatus.DONE, StageStatus.FAILED, StageStatus.DONE,
+                                StageStatus.DONE]
+    assert items.values[0] == 1 and items.values[2:] == [2, 3]
+    assert "StopIteration" in items.errors[1].message
 
 
 def test_items_after_a_slow_run_are_timed_alone(monkeypatch):

@@ -472,3 +472,9 @@ def slow_from(x, first_slow=100, seconds=0.02):
     if x >= first_slow:
         time.sleep(seconds)
     return x
+
+
+@stage
+def stops_on_zero(x):
+    """``x``; for 0, the StopIteration of an empty iterator."""
+    return next(iter([])) if x == 0 else x

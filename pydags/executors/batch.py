@@ -72,6 +72,10 @@ class ItemBatch:
                     values.append(awaited(next(results)))
                 else:
                     values.extend(itertools.islice(results, size))
+                    if len(values) - first < size and len(values) < count:
+                        # map() ends where the function raises StopIteration: that item
+                        raise StopIteration(f"item {self.first + len(values)} raised "
+                                            "StopIteration")
             except (Exception, SystemExit) as exc:  # this item's failure; the batch goes on
                 errors[len(values)] = portable(error_from_exception(exc))
                 values.append(None)
