@@ -8,10 +8,13 @@ import importlib
 import inspect
 import linecache
 import os
+import pickle
 import sys
 import types
 from collections.abc import Callable
 from typing import Any
+
+import cloudpickle
 
 
 class SourceFunction:
@@ -60,6 +63,26 @@ class StageCall:
         sources = tuple((f.__qualname__, f.__code__.co_filename, *_source_of(f.__code__))
                         for f in _by_value(function))
         return _located, (function, sources)
+
+
+class SentFunction:
+    """A stage function on its way to a worker, pickled once per run: every job of the run
+    carries the same bytes, and each worker process loads them once (a stage's module-level state
+    then lives on in the worker between jobs, as an imported module's does)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, function: Any):
+        self.data = cloudpickle.dumps(function)
+
+    def __reduce__(self) -> tuple:
+        return loaded_function, (self.data,)
+
+
+@functools.lru_cache(maxsize=256)
+def loaded_function(data: bytes) -> Any:
+    """The function pickled in ``data``, loaded once per worker."""
+    return pickle.loads(data)
 
 
 def _imported_stage(module: str, name: str, stamp: tuple | None) -> Callable[..., Any]:

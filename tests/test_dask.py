@@ -220,6 +220,27 @@ def test_a_prepared_run_on_the_cluster_tells_start_events_and_finish(client):
     expected_order(heard, ["load", "clean", "total"])
 
 
+def test_quick_stages_on_the_cluster_report_together_and_each_still_tells_its_start(client):
+    # a stage ending within ``STARTED_AFTER`` reports its start with its end, and the ends
+    # of stages close together travel in one event
+    before = set(client.get_events())
+    events = []
+    names = [f"quick{i}" for i in range(200)]
+    run = Pipeline().add_stages([fine().named(n) for n in names]).start(
+        executor=client, on_event=events.append)
+    for name in names:
+        assert [e.status for e in events if e.stage == name] == [
+            StageStatus.QUEUED, StageStatus.RUNNING, StageStatus.DONE], name
+        record = run.stage_records[name]
+        assert 0 < record.queued <= record.start <= record.end, record
+        assert record.worker.startswith("tcp://"), record
+    [topic] = [t for t in client.get_events() if t.startswith("pydags-") and t not in before]
+    sent = client.get_events(topic)
+    ended = [r["key"] for _, reports in sent for r in reports if r["kind"] == "ended"]
+    assert len(ended) == len(set(ended)) == 200
+    assert len(sent) < 100, f"{len(sent)} events for 200 quick stages"
+
+
 def test_a_retried_upstream_stage_on_the_cluster_feeds_its_dependents_its_new_result(
         client, tmp_path):
     source = fails_first(str(tmp_path / "n"), [5, 4]).options(retries=1)

@@ -5,10 +5,10 @@ stages, so Dask moves data from worker to worker. A mapped stage's items go in b
 task each; their results stay on the workers, and the stages taking them (a map over a map
 included) get them from there. The executor *pipelines*: the scheduler
 hands it a stage as soon as its dependencies are submitted, and Dask starts the task the
-moment its inputs exist. A task tells the client when it starts and how it ended through
-Dask's event topics: its failure, or its result when small, comes with that report; a
-large result is left on the cluster until it is read, held by its future (when the client
-outlives the run: one pydags opened from an address closes with it, so it fetches them).
+moment its inputs exist. Each task reports how it ended (``dask_task``): its failure, or
+its result when small, comes with that report; a large result is left on the cluster until
+it is read, held by its future (when the client outlives the run: one pydags opened from an
+address closes with it, so it fetches them).
 A task that ends without a report (its worker died and Dask gave up on it) is found
 within ``CHECK_SECONDS``. Retries, skipping and statuses stay with the scheduler, as for
 every executor.
@@ -23,43 +23,29 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import queue
-import threading
 import time
 import uuid
 from typing import Any
 
 import cloudpickle
 
-from pydags.calls import StageCall
+from pydags.calls import SentFunction, StageCall
 from pydags.errors import LostResult
-from pydags.executors.attempt import execute
 from pydags.executors.base import Executor
-from pydags.executors.batch import BatchResult, ItemBatch, place, portable, sendable
+from pydags.executors.batch import ItemBatch
+from pydags.executors.dask_task import Attempt, StageFailed, join_items, take_items
 from pydags.protocol import ErrorKind, Job, Outcome, StageError, Started
-from pydags.results import Remote, preview
+from pydags.results import Remote
 
 try:
     from dask._task_spec import Task, TaskRef, parse_input
-    from distributed import Client, Future, get_worker
+    from distributed import Client, Future
 except ImportError:  # pragma: no cover - exercised only without the extra
     Client = None
 
 
-SMALL = 64 * 1024  # bytes of a pickled result sent to the client with its report
 CHECK_SECONDS = 0.5  # how often the tasks that have not reported are looked at for crashes
 _MISSING = object()
-
-
-class StageFailed(Exception):
-    """A stage attempt failed on a Dask worker (its report says how). Dask gives the same
-    exception to the tasks downstream, which ``key`` tells apart."""
-
-    def __init__(self, key: str, error: StageError):
-        super().__init__(error.message)
-        self.key, self.error = key, error
-
-    def __reduce__(self):
-        return (StageFailed, (self.key, self.error))
 
 
 class DaskExecutor(Executor):
@@ -81,7 +67,7 @@ class DaskExecutor(Executor):
                             f"such as 'tcp://host:8786', not {type(cluster).__name__}")
         self.topic = f"pydags-{uuid.uuid4().hex}"
         self._futures: dict[str, Future] = {}  # stage name -> future of its current attempt
-        self._sent: dict[int, StageCall] = {}  # a function's by-value form, made once
+        self._sent: dict[int, SentFunction] = {}  # a function's by-value form, made once
         self._unsent: dict[str, Job] = {}  # task key -> job, until the next poll sends it
         self._keys: dict[str, str] = {}  # stage name -> task key of its current attempt
         self._count = itertools.count()
@@ -135,7 +121,7 @@ class DaskExecutor(Executor):
                 function = dataclasses.replace(function, function=self._by_value(function.function))
                 self._batches[key] = function
             bare = Job(job.name, function, (), {}, job.attempt, job.timeout)
-            graph[key] = Task(key, _Attempt(key, self.topic, bare), parse_input(job.kwargs),
+            graph[key] = Task(key, Attempt(key, self.topic, bare), parse_input(job.kwargs),
                               *map(parse_input, job.args))
         futures = self.client.get(graph, list(graph), sync=False)
         for (key, job), future in zip(self._unsent.items(), futures, strict=True):
@@ -146,8 +132,11 @@ class DaskExecutor(Executor):
     def _by_value(self, function: Any) -> Any:
         if not isinstance(function, StageCall):
             return function
-        return self._sent.setdefault(id(function.function),
-                                     StageCall(function.function, by_reference=False))
+        sent = self._sent.get(id(function.function))
+        if sent is None:  # pickled once per run, loaded once per worker process
+            sent = SentFunction(StageCall(function.function, by_reference=False))
+            self._sent[id(function.function)] = sent
+        return sent
 
     @property
     def parallelism(self) -> int:
@@ -164,7 +153,14 @@ class DaskExecutor(Executor):
                 news.append(self._news.get_nowait())
         except queue.Empty:
             pass
-        ended = [self._ended(n) if isinstance(n, dict) else n for n in news]
+        ended: list[Started | Outcome] = []
+        for report in news:
+            if isinstance(report, dict):
+                if not report["announced"]:  # a short stage: its start comes with its end
+                    ended.append(Started(report["name"], report["attempt"], report["worker"],
+                                         report["start"]))
+                report = self._ended(report)
+            ended.append(report)
         if time.monotonic() - self._checked >= CHECK_SECONDS:
             ended += self._crashed()
         return ended
@@ -190,16 +186,16 @@ class DaskExecutor(Executor):
             self.client.close()
 
     # --- news from the cluster --------------------------------------------------
-    def _on_report(self, event: tuple[float, dict]) -> None:
-        """A task's report (on the client's event loop): read on the scheduler's thread."""
-        report = event[1]
-        if self._keys.get(report["name"]) != report["key"]:
-            return  # an attempt withdrawn or cancelled since
-        if report["kind"] == "started":
-            self._news.put(Started(report["name"], report["attempt"], report["worker"],
-                                   report["time"]))
-        else:
-            self._news.put(report)
+    def _on_report(self, event: tuple[float, list[dict]]) -> None:
+        """A worker's reports (on the client's event loop): read on the scheduler's thread."""
+        for report in event[1]:
+            if self._keys.get(report["name"]) != report["key"]:
+                continue  # an attempt withdrawn or cancelled since
+            if report["kind"] == "started":
+                self._news.put(Started(report["name"], report["attempt"], report["worker"],
+                                       report["time"]))
+            else:
+                self._news.put(report)
 
     def _crashed(self) -> list[Outcome]:
         """The failures of tasks that ended without a report: their worker died (Dask
@@ -281,96 +277,3 @@ class OnCluster(Remote):
 
 def _same(value: Any) -> Any:
     return value
-
-
-class _Attempt:
-    """The Dask task of one stage attempt, called with its keyword and positional arguments
-    (Dask puts the upstream results in place); its start and end reported as events on
-    ``topic``. Dask tokenizes the function and arguments of every task of a graph it is
-    given, and a job (its function by value) takes long to tokenize: the task's key,
-    unique already, stands for it."""
-
-    __slots__ = ("job", "key", "topic")
-
-    def __init__(self, key: str, topic: str, job: Job):
-        self.key, self.topic, self.job = key, topic, job
-
-    def __dask_tokenize__(self) -> str:
-        return self.key
-
-    def __reduce__(self) -> tuple:  # what the worker needs, as a tuple: a dataclass
-        job = self.job  # pickles several times slower
-        return _attempt, (self.key, self.topic, job.name, job.function, job.attempt,
-                          job.timeout)
-
-    def __call__(self, kwargs: dict, *args: Any) -> Any:
-        return run_on_worker(self.topic, self.key, self.job, args, kwargs)
-
-
-def _attempt(key: str, topic: str, name: str, function: Any, attempt: int,
-             timeout: float | None) -> _Attempt:
-    return _Attempt(key, topic, Job(name, function, (), {}, attempt, timeout))
-
-
-def run_on_worker(topic: str, key: str, job: Job, args: tuple, kwargs: dict) -> Any:
-    """Run a stage attempt on a Dask worker, its start and its end (result or failure)
-    reported as events."""
-    worker = get_worker()
-    worker.log_event(topic, dict(kind="started", key=key, name=job.name, attempt=job.attempt,
-                                 worker=worker.address, time=time.time()))
-    outcome = _with_timeout(dataclasses.replace(job, args=tuple(args), kwargs=kwargs))
-    report = dict(kind="ended", key=key, name=job.name, attempt=job.attempt,
-                  worker=worker.address, start=outcome.start, end=outcome.end,
-                  output=outcome.output, value=None, error=None, preview="")
-    if not outcome.ok:
-        assert outcome.error is not None
-        report["error"] = cloudpickle.dumps(portable(outcome.error))
-        worker.log_event(topic, report)
-        # Dask fails the tasks taking its result too: the scheduler skips their stages
-        raise StageFailed(key, dataclasses.replace(outcome.error, exception=None))
-    try:  # a small result rides along with the report: no round trip to fetch it
-        small = cloudpickle.dumps(outcome.value)
-    except Exception:
-        small = None  # fetching it through the future gives Dask's own error
-        if isinstance(job.function, ItemBatch):  # but only the bad items fail
-            sendable(outcome.value, job.function.stage, job.function.first)
-            small = cloudpickle.dumps(outcome.value)
-    report["value"] = small if small and len(small) <= SMALL else None
-    report["preview"] = preview(outcome.value)
-    worker.log_event(topic, report)
-    return outcome.value
-
-
-def join_items(count: int, parts: list[tuple[int, int, BatchResult]]) -> list[Any]:
-    """A map's results in order, from its batches' (later batches, retries, win)."""
-    values: list[Any] = [None] * count
-    for first, _, result in parts:
-        place(values, first, result)
-    return values
-
-
-def take_items(start: int, stop: int, parts: list[tuple[int, int, BatchResult]]) -> list[Any]:
-    """The results of items ``start`` to ``stop - 1`` of a map, from its batches'."""
-    values: list[Any] = [None] * (stop - start)
-    for first, count, result in parts:
-        lo, hi = max(first, start), min(first + count, stop)
-        window = BatchResult(result.values[lo - first:hi - first],
-                             {p - (lo - first): e for p, e in result.errors.items()
-                              if lo <= first + p < hi}, result.starts, result.end)
-        place(values, lo - start, window)
-    return values
-
-
-def _with_timeout(job: Job) -> Outcome:
-    if job.timeout is None:
-        return execute(job)
-    box: list[Outcome] = []
-    thread = threading.Thread(target=lambda: box.append(execute(job)), daemon=True)
-    start = time.time()
-    thread.start()
-    thread.join(job.timeout)
-    if box:
-        return box[0]
-    return Outcome(job.name, job.attempt, False, start=start, end=time.time(), error=StageError(
-        ErrorKind.TIMEOUT, f"stage {job.name!r} timed out after {job.timeout:g} s on Dask (the "
-        "worker cannot stop it: its thread runs on and its result is dropped)"))

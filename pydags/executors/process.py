@@ -17,7 +17,7 @@ from collections.abc import Collection
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from pydags.calls import StageCall
+from pydags.calls import SentFunction, StageCall
 from pydags.executors import buffers, kept, pool
 from pydags.executors.base import Executor
 from pydags.executors.link import describe_exit
@@ -29,7 +29,6 @@ from pydags.executors.worker import (
     NEXT,
     OUTPUT,
     STARTED,
-    SentFunction,
     context,
 )
 from pydags.protocol import ErrorKind, Job, Outcome, Printed, StageError, Started

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import importlib
 import io
 import os
@@ -24,10 +23,8 @@ import threading
 import time
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import Any
 
-import cloudpickle
-
+from pydags.calls import loaded_function
 from pydags.executors import base, buffers, kept, reaping
 from pydags.executors.attempt import capture_for_good, error_from_exception, execute
 from pydags.executors.batch import BatchResult, ItemBatch, portable, sendable
@@ -70,26 +67,6 @@ class _Sender(io.TextIOBase):
         while True:
             time.sleep(FLUSH_SECONDS)
             self.flush()
-
-
-class SentFunction:
-    """A stage function on its way to a worker, pickled once per run: every job of the run
-    carries the same bytes, and each worker loads them once (a stage's module-level state
-    then lives on in the worker between jobs, as an imported module's does)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, function: Any):
-        self.data = cloudpickle.dumps(function)
-
-    def __reduce__(self) -> tuple:
-        return loaded_function, (self.data,)
-
-
-@functools.lru_cache(maxsize=256)
-def loaded_function(data: bytes) -> Any:
-    """The function pickled in ``data``, loaded once per worker."""
-    return pickle.loads(data)
 
 
 def job_from(sent: tuple) -> tuple[Job, int | None]:
