@@ -71,7 +71,7 @@ class DaskExecutor(Executor):
         self._unsent: dict[str, Job] = {}  # task key -> job, until the next poll sends it
         self._keys: dict[str, str] = {}  # stage name -> task key of its current attempt
         self._count = itertools.count()
-        self._news: queue.Queue[Started | Outcome | dict] = queue.Queue()  # dict: a report
+        self._news: queue.Queue[list[dict]] = queue.Queue()  # workers' reports
         # task key -> (stage, attempt) of the tasks sent that have not reported their end
         self._unreported: dict[str, tuple[str, int]] = {}
         self._checked = time.monotonic()  # when those were last looked for crashes
@@ -146,24 +146,28 @@ class DaskExecutor(Executor):
 
     def poll(self, timeout: float) -> list[Started | Outcome]:
         self._send()
-        news: list[Started | Outcome | dict] = []
+        sent: list[list[dict]] = []  # each, the reports a worker sent together
         try:
-            news.append(self._news.get(timeout=timeout))
+            sent.append(self._news.get(timeout=timeout))
             while True:
-                news.append(self._news.get_nowait())
+                sent.append(self._news.get_nowait())
         except queue.Empty:
             pass
-        ended: list[Started | Outcome] = []
-        for report in news:
-            if isinstance(report, dict):
-                if not report["announced"]:  # a short stage: its start comes with its end
-                    ended.append(Started(report["name"], report["attempt"], report["worker"],
-                                         report["start"]))
-                report = self._ended(report)
-            ended.append(report)
+        news: list[Started | Outcome] = []
+        for report in itertools.chain.from_iterable(sent):
+            if self._keys.get(report["name"]) != report["key"]:
+                continue  # an attempt withdrawn or cancelled since
+            if report["kind"] == "started":
+                news.append(Started(report["name"], report["attempt"], report["worker"],
+                                    report["time"]))
+                continue
+            if not report["announced"]:  # a quick stage: its start comes with its end
+                news.append(Started(report["name"], report["attempt"], report["worker"],
+                                    report["start"]))
+            news.append(self._ended(report))
         if time.monotonic() - self._checked >= CHECK_SECONDS:
-            ended += self._crashed()
-        return ended
+            news += self._crashed()
+        return news
 
     def cancel(self, names: set[str]) -> None:
         for name in names:
@@ -187,15 +191,9 @@ class DaskExecutor(Executor):
 
     # --- news from the cluster --------------------------------------------------
     def _on_report(self, event: tuple[float, list[dict]]) -> None:
-        """A worker's reports (on the client's event loop): read on the scheduler's thread."""
-        for report in event[1]:
-            if self._keys.get(report["name"]) != report["key"]:
-                continue  # an attempt withdrawn or cancelled since
-            if report["kind"] == "started":
-                self._news.put(Started(report["name"], report["attempt"], report["worker"],
-                                       report["time"]))
-            else:
-                self._news.put(report)
+        """A worker's reports, on the client's event loop (where Dask's own work waits for
+        any Python run here): read on the scheduler's thread."""
+        self._news.put(event[1])
 
     def _crashed(self) -> list[Outcome]:
         """The failures of tasks that ended without a report: their worker died (Dask
