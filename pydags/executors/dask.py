@@ -33,13 +33,20 @@ from pydags.calls import SentFunction, StageCall
 from pydags.errors import LostResult
 from pydags.executors.base import Executor
 from pydags.executors.batch import ItemBatch
-from pydags.executors.dask_task import Attempt, StageFailed, join_items, take_items
 from pydags.protocol import ErrorKind, Job, Outcome, StageError, Started
 from pydags.results import Remote
 
 try:
-    from dask._task_spec import Task, TaskRef, parse_input
+    from dask._task_spec import TaskRef, parse_input
     from distributed import Client, Future
+
+    from pydags.executors.dask_task import (
+        Attempt,
+        StageFailed,
+        StageTask,
+        join_items,
+        take_items,
+    )
 except ImportError:  # pragma: no cover - exercised only without the extra
     Client = None
 
@@ -87,7 +94,7 @@ class DaskExecutor(Executor):
     def submit(self, job: Job) -> None:
         # Jobs wait here until the next poll, so that each burst reaches Dask's scheduler
         # as one graph: a task at a time costs Dask more than the task itself.
-        key = f"{job.name}-{job.attempt}-{self.topic}-{next(self._count)}"
+        key = f"{_prefix(job.function)}-{next(self._count)}-{job.name}-{job.attempt}-{self.topic}"
         self._unsent[key] = job
         self._keys[job.name] = key
         self._futures.pop(job.name, None)  # an earlier attempt's
@@ -121,7 +128,7 @@ class DaskExecutor(Executor):
                 function = dataclasses.replace(function, function=self._by_value(function.function))
                 self._batches[key] = function
             bare = Job(job.name, function, (), {}, job.attempt, job.timeout)
-            graph[key] = Task(key, Attempt(key, self.topic, bare), parse_input(job.kwargs),
+            graph[key] = StageTask(key, Attempt(key, self.topic, bare), parse_input(job.kwargs),
                               *map(parse_input, job.args))
         futures = self.client.get(graph, list(graph), sync=False)
         for (key, job), future in zip(self._unsent.items(), futures, strict=True):
@@ -271,6 +278,16 @@ class OnCluster(Remote):
     def __repr__(self) -> str:
         where = "fetched" if self._value is not _MISSING else "on the Dask cluster"
         return f"<result of stage {self.stage!r}, {where}>"
+
+
+def _prefix(function: Any) -> str:
+    """What a stage's task key starts with: its function's name, under which Dask groups
+    tasks (its dashboard shows them so), as it does a collection's. A name per stage would
+    cost Dask's scheduler and workers, which tally tasks by that name, more at every step
+    of every task the more stages there are."""
+    inner = getattr(function, "function", function)  # a batch of items' call
+    inner = getattr(inner, "function", inner)  # a call's function
+    return getattr(inner, "__name__", type(inner).__name__)
 
 
 def _same(value: Any) -> Any:

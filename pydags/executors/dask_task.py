@@ -15,16 +15,13 @@ import time
 from typing import Any
 
 import cloudpickle
+from dask._task_spec import Task
+from distributed import get_worker
 
 from pydags.executors.attempt import execute
 from pydags.executors.batch import BatchResult, ItemBatch, place, portable, sendable
 from pydags.protocol import ErrorKind, Job, Outcome, StageError
 from pydags.results import preview
-
-try:
-    from distributed import get_worker
-except ImportError:  # pragma: no cover - exercised only without the extra
-    get_worker = None
 
 SMALL = 64 * 1024  # bytes of a pickled result sent to the client with its report
 STARTED_AFTER = 0.02  # seconds a stage runs before its start is reported on its own
@@ -43,20 +40,25 @@ class StageFailed(Exception):
         return (StageFailed, (self.key, self.error))
 
 
+class StageTask(Task):
+    """The Dask task of one stage attempt. Dask tokenizes every task of a graph it is
+    given, walking its arguments; the task's key, unique already, stands for it."""
+
+    __slots__ = ()
+
+    def __dask_tokenize__(self) -> str:
+        return self.key
+
+
 class Attempt:
-    """The Dask task of one stage attempt, called with its keyword and positional arguments
-    (Dask puts the upstream results in place); its start and end reported as events on
-    ``topic``. Dask tokenizes the function and arguments of every task of a graph it is
-    given, and a job (its function by value) takes long to tokenize: the task's key,
-    unique already, stands for it."""
+    """What the Dask task of one stage attempt calls, with its keyword and positional
+    arguments (Dask puts the upstream results in place); its start and end reported as
+    events on ``topic``."""
 
     __slots__ = ("job", "key", "topic")
 
     def __init__(self, key: str, topic: str, job: Job):
         self.key, self.topic, self.job = key, topic, job
-
-    def __dask_tokenize__(self) -> str:
-        return self.key
 
     def __reduce__(self) -> tuple:  # what the worker needs, as a tuple: a dataclass
         job = self.job  # pickles several times slower
