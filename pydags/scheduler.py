@@ -52,7 +52,9 @@ class Scheduler:
         self.plan, self.executor, self.keeper = plan, executor, keeper
         self.cached = cached or {}
         self.known_items = list(known_items)  # where items' results known already are kept
-        self.core = Core(plan, capacity=executor.capacity, parallelism=executor.parallelism,
+        # only maps' batches are sized by it, and a cluster is asked for it with a round trip
+        parallelism = executor.parallelism if plan.linked else 1
+        self.core = Core(plan, capacity=executor.capacity, parallelism=parallelism,
                          pipelines=executor.pipelines, fail_fast=fail_fast,
                          chains=executor.chains)
         self.results = Results()  # what this run works with: its own
