@@ -190,11 +190,15 @@ class DaskExecutor(Executor):
         pending = [f for f in self._futures.values() if not f.done()]
         if pending:
             self.client.cancel(pending)
+        held = [*self._futures.values(),
+                *(future for parts in self._items.values() for *_, future in parts)]
         self._futures.clear()
         self._items.clear()
         self._unreported.clear()
         if self._owns_client:
             self.client.close()
+        else:  # let go of them on the client's event loop in one call: from another
+            self.client.loop.add_callback(held.clear)  # thread, each would wake it
 
     # --- news from the cluster --------------------------------------------------
     def _on_report(self, event: tuple[float, list[dict]]) -> None:
