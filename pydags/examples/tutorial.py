@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     run = pipeline.start(num_cores=args.cores, on_event=report)
     serial = sum(run.durations.values())
-    print(f"total {run.wall_time:.2f}s on {args.cores} cores "
-          f"(the stages' own time adds up to {serial:.2f}s)")
+    print(f"total {time.time() - t0:.2f}s on {args.cores} cores, of which the run "
+          f"{run.wall_time:.2f}s (the stages' own time adds up to {serial:.2f}s)")
 
 
 if __name__ == "__main__":
