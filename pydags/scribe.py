@@ -67,10 +67,15 @@ class Entry:
         except Exception:
             self.store = None
         self.dirty: set[str] = set()  # stages to write again (all of them once it ends)
-        self.written = False
         self.finished = False
+        # what the journal holds, changed only once a transaction commits (one that rolls
+        # back leaves the entry to write all of it again)
+        self.written = False
         self.version = 0
         self.map_versions: dict[str, int] = {}
+        self._taken: set[str] = set()  # stages written in a transaction not yet committed
+        self._pending: tuple[int, dict[str, int]] = (0, {})
+        self._run = recorder.run  # the handle (weakly), told of a new id
         # what changes, the scribe takes from the recorder: no call per change
         recorder.subscribe(on_start=lambda _: _SCRIBE.add(self), on_finish=self._finished)
 
@@ -94,35 +99,48 @@ class Entry:
         self.recorder, self.finished = final, True
         _SCRIBE.wake()
 
+    @property
+    def clean(self) -> bool:
+        """Whether the journal holds all the entry knows."""
+        return not self.dirty and not self._taken
+
     def write(self, db: sqlite3.Connection) -> None:
-        """Write what changed since the last time, in the caller's transaction."""
+        """Write what changed since the last commit, in the caller's transaction; the
+        entry counts it written once ``committed`` is called."""
         recorder = self.recorder
         finished = self.finished  # read first: the records below are then all final
         dirty, self.dirty = self.dirty, set()
-        try:
-            self._write(db, recorder, dirty, finished)
-        except BaseException:
-            self.dirty |= dirty  # written again next time
-            raise
+        self._taken |= dirty
+        self._write(db, recorder, finished)
 
-    def _write(self, db: sqlite3.Connection, recorder: Recorder, dirty: set[str],
-               finished: bool) -> None:
+    def committed(self) -> None:
+        """The transaction ``write`` wrote in has committed."""
+        self.written, self._taken = True, set()
+        self.version, maps = self._pending
+        self.map_versions.update(maps)
+
+    def _write(self, db: sqlite3.Connection, recorder: Recorder, finished: bool) -> None:
         now = time.time()
         if not self.written:
             graph = {"dependencies": {n: sorted(recorder.dependencies.get(n, ()))  # in order
                                       for n in recorder.records},
                      "mapped": sorted(self.mapped)}
-            db.execute("INSERT OR REPLACE INTO runs (id, pipeline, origin, options, store, "
-                       "host, pid, started, heartbeat, state, stages, graph, version) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0)",
-                       (self.id, recorder.pipeline, self.origin, json.dumps(self.options),
-                        self.store, journal.HOST, os.getpid(), recorder.started or now, now,
-                        len(recorder.records), json.dumps(graph)))
-        self.version += 1
+            while db.execute(
+                    "INSERT OR IGNORE INTO runs (id, pipeline, origin, options, store, host, "
+                    "pid, started, heartbeat, state, stages, graph, version) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0)",
+                    (self.id, recorder.pipeline, self.origin, json.dumps(self.options),
+                     self.store, journal.HOST, os.getpid(), recorder.started or now, now,
+                     len(recorder.records), json.dumps(graph))).rowcount == 0:
+                # another run made in the same second drew the same id: take another
+                self.id = new_id()
+                if (run := self._run()) is not None:
+                    run.id = self.id
+        version = self.version + 1
         with recorder.lock:
-            dirty |= recorder.changed
+            self._taken |= recorder.changed
             recorder.changed = set()
-            records = [recorder.records[name].copy() for name in dirty]
+            records = [recorder.records[name].copy() for name in self._taken]
             maps = [(name, items.version, items.count, bytes(items.status), items.counts(),
                      sorted(items.errors.items())[:FAILED_SHOWN])
                     for name, items in recorder.items.items()
@@ -131,7 +149,7 @@ class Entry:
             'INSERT OR REPLACE INTO stages (run, stage, status, queued, start, "end", worker, '
             "error_kind, message, traceback, output, cache, fingerprint, version) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [self._stage(record) for record in records])
+            [self._stage(record, version) for record in records])
         db.executemany(
             'INSERT OR REPLACE INTO attempts (run, stage, number, worker, start, "end", '
             "status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -142,9 +160,8 @@ class Entry:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(self.id, name, count, json.dumps({s.value: n for s, n in counts.items()}),
               json.dumps([[i, e.message] for i, e in errors]), json.dumps(done_ranges(status)),
-              self.version) for name, _, count, status, counts, errors in maps])
-        for name, version, *_ in maps:
-            self.map_versions[name] = version
+              version) for name, _, count, status, counts, errors in maps])
+        self._pending = (version, {name: map_version for name, map_version, *_ in maps})
         if finished:
             final = {n: r.status for n, r in recorder.records.items()}
             counts = {s.value: n for s in StageStatus
@@ -152,20 +169,18 @@ class Entry:
             db.execute("UPDATE runs SET ended = ?, state = ?, counts = ?, heartbeat = ?, "
                        "version = ? WHERE id = ?",
                        (recorder.ended or now, final_state(final, recorder.interrupted),
-                        json.dumps(counts), now, self.version, self.id))
+                        json.dumps(counts), now, version, self.id))
         else:
             counts = {s.value: n for s, n in _counts(recorder).items() if n}
             db.execute("UPDATE runs SET heartbeat = ?, counts = ?, version = ? WHERE id = ?",
-                       (now, json.dumps(counts), self.version, self.id))
-        self.written = True
+                       (now, json.dumps(counts), version, self.id))
 
-    def _stage(self, record: StageRecord) -> tuple:
+    def _stage(self, record: StageRecord, version: int) -> tuple:
         error = record.error
         return (self.id, record.name, record.status.value, record.queued, record.start,
                 record.end, record.worker, error.kind.value if error else None,
                 error.message if error else None, error.traceback if error else None,
-                record.output, record.cache, _digest(self.prints.get(record.name)),
-                self.version)
+                record.output, record.cache, _digest(self.prints.get(record.name)), version)
 
     def fingerprinted(self) -> None:
         """The stages' fingerprints were made after the run began: write them too."""
@@ -305,8 +320,8 @@ class Scribe:
                 dbs[file] = journal.connect(file)
             self._write(dbs[file], [entry for entry in entries if entry.file == file])
         with self._lock:
-            self.entries = [e for e in self.entries if not (e.finished and e in entries
-                                                            and not e.dirty)]
+            self.entries = [e for e in self.entries
+                            if not (e.finished and e in entries and e.clean)]
 
     def _write(self, db: sqlite3.Connection, entries: list[Entry]) -> None:
         for attempt in range(20):
@@ -314,6 +329,8 @@ class Scribe:
                 with journal.transaction(db):
                     for entry in entries:
                         entry.write(db)
+                for entry in entries:
+                    entry.committed()
                 return
             except sqlite3.OperationalError as exc:
                 if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 19:

@@ -20,7 +20,7 @@ import pytest
 from workload import boom, load, total, unpicklable_result
 
 import pydags
-from pydags import Pipeline, journal, stage
+from pydags import Pipeline, journal, scribe, stage
 from pydags.known import settle
 from pydags.past_runs import history, load_run
 from pydags.scribe import reading
@@ -146,12 +146,50 @@ def test_two_processes_write_while_a_third_reads_and_nothing_is_lost(home):
         history()  # raises if the journal were locked
         reads += 1
     for writer in writers:
-        assert writer.wait() == 0, writer.stderr.read()
-        assert "locked" not in writer.stderr.read()
+        errors = writer.stderr.read()
+        assert writer.wait() == 0 and not errors, errors
     runs = history()
     assert reads > 0 and len(runs) == 40 and set(runs["state"]) == {"ok"}
     with reading() as db:
         assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 80
+
+
+def test_a_run_that_draws_an_id_already_journaled_takes_another(home, monkeypatch):
+    drawn = iter(["261203-071208-03bc", "261203-071208-03bc", "261203-071208-5f14"])
+    monkeypatch.setattr(scribe, "new_id", lambda: next(drawn))
+    first = Pipeline("one").add_stages(total(load())).start(show=False)
+    scribe.flush()  # journaled before the second run draws the same id
+    second = Pipeline("two").add_stages(total(load())).start(show=False)
+    runs = history()  # the second run is journaled: it took another id
+    assert (first.id, second.id) == ("261203-071208-03bc", "261203-071208-5f14")
+    assert sorted(zip(runs["id"], runs["pipeline"], runs["state"], strict=True)) == [
+        ("261203-071208-03bc", "one", "ok"), ("261203-071208-5f14", "two", "ok")]
+    assert load_run(second.id).results["total"] == 6
+
+
+def test_a_transaction_that_rolls_back_loses_no_run_written_in_it(home, monkeypatch):
+    runs = [Pipeline(f"p{i}").add_stages(total(load())).start(show=False) for i in range(2)]
+    entries = [scribe.Entry(scribe.new_id(), run._recorder, origin="here", options={},
+                            store=None, prints={}, mapped=set()) for run in runs]
+    for entry in entries:
+        entry._finished(None)
+    write, failed = scribe.Entry._write, []
+
+    def locked_once(entry, *args):
+        if entry is entries[1] and not failed:
+            failed.append(entry)
+            raise sqlite3.OperationalError("database is locked")
+        return write(entry, *args)
+
+    monkeypatch.setattr(scribe.Entry, "_write", locked_once)
+    with closing(journal.connect()) as db:
+        scribe.Scribe()._write(db, entries)  # the first try rolls back, the second commits
+        written = db.execute("SELECT id, state FROM runs WHERE id IN (?, ?)",
+                             tuple(e.id for e in entries)).fetchall()
+        stages = db.execute("SELECT count(*) FROM stages WHERE run IN (?, ?)",
+                            tuple(e.id for e in entries)).fetchone()[0]
+    assert failed and sorted(map(tuple, written)) == sorted((e.id, "ok") for e in entries)
+    assert stages == 4 and all(e.clean and e.written for e in entries)
 
 
 def test_resume_in_a_fresh_process_says_why_a_changed_stage_runs_again(home):
