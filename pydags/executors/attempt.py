@@ -10,8 +10,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from pydags.protocol import ErrorKind, Job, Outcome, StageError
@@ -178,24 +176,30 @@ def _route() -> None:
             setattr(sys, stream, _ROUTERS[stream])
 
 
-@contextmanager
-def _captured(capture: _Capture, echo: bool) -> Iterator[None]:
+class _captured:
     """Send this thread's stdout and stderr to ``capture`` (other threads are unaffected);
     with ``echo``, also to where stdout went before (an enclosing stage's capture, when a
-    stage runs a pipeline of its own)."""
-    with _LOCK:
-        _route()
-        _ACTIVE[0] += 1
-    routers = list(_ROUTERS.values())
-    enclosing = [getattr(router.local, "capture", None) for router in routers]
-    if echo:
-        capture.echo = enclosing[0] or _ROUTERS["stdout"].original
-    for router in routers:
-        router.local.capture = capture
-    try:
-        yield
-    finally:
-        for router, before in zip(routers, enclosing, strict=True):
+    stage runs a pipeline of its own). A class, not a generator: a worker enters it once
+    per stage, and the generator's machinery cost more than a trivial stage."""
+
+    __slots__ = ("capture", "echo", "enclosing", "routers")
+
+    def __init__(self, capture: _Capture, echo: bool):
+        self.capture, self.echo = capture, echo
+
+    def __enter__(self) -> None:
+        with _LOCK:
+            _route()
+            _ACTIVE[0] += 1
+            self.routers = routers = tuple(_ROUTERS.values())
+        self.enclosing = [getattr(router.local, "capture", None) for router in routers]
+        if self.echo:
+            self.capture.echo = self.enclosing[0] or routers[0].original
+        for router in routers:
+            router.local.capture = self.capture
+
+    def __exit__(self, *_: object) -> None:
+        for router, before in zip(self.routers, self.enclosing, strict=True):
             router.local.capture = before
         with _LOCK:
             _ACTIVE[0] -= 1
