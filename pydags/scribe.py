@@ -125,17 +125,18 @@ class Entry:
             graph = {"dependencies": {n: sorted(recorder.dependencies.get(n, ()))  # in order
                                       for n in recorder.records},
                      "mapped": sorted(self.mapped)}
-            while db.execute(
-                    "INSERT OR IGNORE INTO runs (id, pipeline, origin, options, store, host, "
-                    "pid, started, heartbeat, state, stages, graph, version) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0)",
-                    (self.id, recorder.pipeline, self.origin, json.dumps(self.options),
-                     self.store, journal.HOST, os.getpid(), recorder.started or now, now,
-                     len(recorder.records), json.dumps(graph))).rowcount == 0:
-                # another run made in the same second drew the same id: take another
+            # another run made in the same second may have drawn the same id: this one takes
+            # another (the transaction holds the journal: none can take it meanwhile)
+            while db.execute("SELECT 1 FROM runs WHERE id = ?", (self.id,)).fetchone():
                 self.id = new_id()
                 if (run := self._run()) is not None:
                     run.id = self.id
+            db.execute("INSERT INTO runs (id, pipeline, origin, options, store, host, pid, "
+                       "started, heartbeat, state, stages, graph, version) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0)",
+                       (self.id, recorder.pipeline, self.origin, json.dumps(self.options),
+                        self.store, journal.HOST, os.getpid(), recorder.started or now, now,
+                        len(recorder.records), json.dumps(graph)))
         version = self.version + 1
         with recorder.lock:
             self._taken |= recorder.changed
