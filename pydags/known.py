@@ -293,6 +293,14 @@ class Keeper:
 
     def write(self, work: Callable[[], None]) -> None:
         """Do ``work`` (a write to the store) on the keeper's thread."""
+        if self._thread is None:
+            self._begin()
+        self._writes.append(work)
+        if not self._more.is_set():
+            self._more.set()
+
+    def _begin(self) -> None:
+        """Start the keeper's thread, once."""
         with self._lock:
             if self._thread is None:
                 if not _keepers and _exiting.acquire(blocking=False):
@@ -304,9 +312,6 @@ class Keeper:
                     target=copy_context().run, args=(self._serve,),
                     name=f"pydags-keeper-{self.pipeline}", daemon=True)
                 self._thread.start()
-        self._writes.append(work)
-        if not self._more.is_set():
-            self._more.set()
 
     def finish(self) -> None:
         """No more results will come: the thread ends once it has stored those given."""

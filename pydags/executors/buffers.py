@@ -172,6 +172,8 @@ def loads(data: bytes) -> Any:
 
 def delete(paths: list[str]) -> None:
     """Delete files written for a job that has ended, but those its result maps."""
+    if not paths:
+        return
     with _lock:
         _purge()
         kept = {path for _, path, alive in _mapped.values() if alive() is not None}

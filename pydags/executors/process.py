@@ -143,8 +143,8 @@ class ProcessExecutor(Executor):
         the least busy, leaving the workers keeping results free for the stages taking them
         (with no room anywhere, the one whose work ends soonest: never behind a long job)."""
         free = [s for s in self._slots if self._room(s)]
-        if not free:
-            return min(self._slots, key=lambda s: s.ahead)
+        if len(free) < 2:
+            return free[0] if free else min(self._slots, key=lambda s: s.ahead)
         if inputs:
             return max(free, key=lambda s: sum(k.nbytes for k in inputs if k.on(s.worker)))
         return min(free, key=lambda s: (s.busy + len(s.queued), len(s.worker.kept)))

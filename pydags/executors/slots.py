@@ -3,7 +3,6 @@ given to it that wait behind that one (``pydags.executors.process``)."""
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -94,6 +93,8 @@ class Slot:
     started: float = 0.0  # when the worker began the running job
     deadline: float | None = None
     printed: list[str] = field(default_factory=list)  # by the running job so far
+    _labelled: Worker | None = field(default=None, repr=False)  # the worker ``_label`` names
+    _label: str = field(default="", repr=False)
 
     @property
     def busy(self) -> bool:
@@ -114,13 +115,11 @@ class Slot:
 
     @property
     def label(self) -> str:
-        """How runs name this worker: its slot and process id."""
-        return _label(self.name, self.worker.pid)
-
-
-@functools.lru_cache(maxsize=256)
-def _label(slot: str, pid: int) -> str:
-    return f"{slot} (pid {pid})"
+        """How runs name this worker: its slot and process id (made once per worker: the
+        driver tells it twice for every job)."""
+        if self._labelled is not self.worker:
+            self._labelled, self._label = self.worker, f"{self.name} (pid {self.worker.pid})"
+        return self._label
 
 
 def plainly(values: Iterable[Any]) -> bool:
