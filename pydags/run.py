@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
+from pydags.heap import older_objects_frozen
 from pydags.items import Items
 from pydags.recorder import OutputSubscriber, Recorder, RunSubscriber, Snapshot, Subscriber
 from pydags.records import Reading, RunOptions, StageRecord
@@ -190,7 +191,8 @@ class Run(Reading):
         return self
 
     def _execute(self, scheduler: Scheduler) -> None:
-        with contextlib.suppress(BaseException):  # kept by the recorder for wait() to raise
+        # what it raises, the recorder keeps for wait() to raise
+        with contextlib.suppress(BaseException), older_objects_frozen():
             scheduler.execute(self._recorder, self._cancel)
 
     def done(self) -> bool:
