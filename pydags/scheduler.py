@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from pydags import heap
 from pydags.arguments import items_of, mismatch, resolve_arguments
 from pydags.core import Core
 from pydags.decisions import Expand, Hand, ItemStatus, Status, Withdraw
@@ -108,6 +109,7 @@ class Scheduler:
                     self._tell(news)
             if core.retry_at:
                 core.due(time.time())
+            heap.refresh()
             self._apply()
 
     def _begin(self) -> None:

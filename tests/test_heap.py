@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from pydags import Pipeline, stage
+from pydags import Pipeline, heap, stage
 
 
 class _Cycle:
@@ -79,3 +79,24 @@ def test_the_heap_thaws_only_when_the_last_of_two_runs_going_on_at_once_ends():
 def _no_run_left_frozen():
     yield
     assert gc.get_freeze_count() == 0
+
+
+_held: list[object] = []
+
+
+def _let_go() -> None:
+    _held.clear()
+
+
+def _is_gone(gone) -> bool:
+    return gone() is None
+
+
+def test_garbage_among_the_frozen_objects_is_collected_as_a_long_run_goes_on(monkeypatch):
+    monkeypatch.setattr(heap, "REFREEZE_SECONDS", 0.0)  # every turn of the loop
+    _held.append(_Cycle())
+    gone = weakref.ref(_held[0])
+    let_go = stage(_let_go)().named("let_go")
+    look = stage(_is_gone)(gone).named("look").after(let_go)
+    run = Pipeline("refreeze").add_stages([let_go, look]).start(num_cores=1)
+    assert run.results["look"]  # collected, though made before the run, and frozen
