@@ -181,8 +181,9 @@ class Recorder:
                 record.error = error
             if finished and name in self.items and record.start is not None:
                 record.end = now  # a map ends with its last item
-            last = record.attempts[-1] if record.attempts else None
-            if status is StageStatus.CANCELLED and last is not None and last.end is None:
+            if status is StageStatus.CANCELLED and record.attempts \
+                    and record.attempts[-1].end is None:
+                last = record.attempts[-1]
                 last.end, last.status = now, status
                 record.start, record.end = last.start, now
         self._notify(self._on_event, Event(name, status, now, attempt, worker, error))

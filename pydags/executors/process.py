@@ -128,7 +128,7 @@ class ProcessExecutor(Executor):
 
     def _room(self, slot: Slot) -> int:
         """How many more jobs ``slot`` may take now."""
-        if not slot.busy:
+        if slot.running is None and not slot.queued:
             return 1
         if self._typical is None or len(slot.queued) >= MOST_QUEUED - 1:
             return 0
