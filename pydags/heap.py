@@ -2,14 +2,14 @@
 
 A run makes a few long-lived objects per stage (records, attempts, events). Thousands of
 them set off CPython's full collection, which walks every object of the process: with
-pandas and matplotlib imported, about 95,000, and a walk of 40 ms. In a run of 2,000 trivial
-stages that is 20 us a stage, beside about 50 us of the driver's other work on each. While a run
-goes on, the objects that existed before it are frozen (``gc.freeze``), so that a collection
-walks only those made since; cyclic garbage made during the run is still collected. They
-thaw when the last run going on ends; in a long run, every ``REFREEZE_SECONDS`` too, for a
-collection of what became garbage meanwhile (a figure closed in the notebook beside a run in
-the background). A process that froze objects of its own (before forking, say) is left as
-it is.
+pandas and matplotlib imported, about 95,000, and a walk of 40 ms. In a run of 2,000
+trivial stages that is 20 us a stage, beside about 50 us of the driver's other work on
+each. While a run goes on, the objects that existed before it are frozen (``gc.freeze``),
+so that a collection walks only those made since; cyclic garbage made during the run is
+still collected. They thaw when the last run going on ends; in a long run, every
+``REFREEZE_SECONDS`` too, for a collection of what became garbage meanwhile (a figure
+closed in the notebook beside a run in the background). A process that froze objects of its
+own (before forking, say) is left as it is.
 """
 
 from __future__ import annotations
