@@ -51,9 +51,9 @@ class Results(dict):
     def __repr__(self) -> str:
         return repr({name: self.held(name) for name in self})
 
-    # Stage ``name``'s result as this run holds it: maybe a ``Remote`` handle (the dict's
-    # own lookup: the scheduler asks for every stage's inputs).
-    held = dict.__getitem__
+    def held(self, name: str) -> Any:
+        """Stage ``name``'s result as this run holds it: maybe a ``Remote`` handle."""
+        return dict.__getitem__(self, name)  # not super(): asked for every stage's inputs
 
     def preview(self, name: str) -> str:
         """A short HTML view of stage ``name``'s result, without fetching it."""

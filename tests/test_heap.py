@@ -17,6 +17,12 @@ class _Cycle:
         self.me = self
 
 
+@pytest.fixture(autouse=True)
+def _no_run_left_frozen():
+    yield
+    assert gc.get_freeze_count() == 0
+
+
 def _during_a_run(look):
     """A one-stage pipeline, run in this process, whose stage returns ``look()``."""
     return Pipeline("heap").add_stages(stage(look)().named("look")).start(num_cores=1)
@@ -73,12 +79,6 @@ def test_the_heap_thaws_only_when_the_last_of_two_runs_going_on_at_once_ends():
             event.set()
         for run in runs.values():
             run.wait(60)
-
-
-@pytest.fixture(autouse=True)
-def _no_run_left_frozen():
-    yield
-    assert gc.get_freeze_count() == 0
 
 
 _held: list[object] = []
