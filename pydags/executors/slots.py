@@ -93,8 +93,9 @@ class Slot:
     started: float = 0.0  # when the worker began the running job
     deadline: float | None = None
     printed: list[str] = field(default_factory=list)  # by the running job so far
-    _labelled: Worker | None = field(default=None, init=False, repr=False)  # ``_label``'s
+    # ``label``, made once per worker, and the worker it names
     _label: str = field(default="", init=False, repr=False)
+    _labelled: Worker | None = field(default=None, init=False, repr=False)
 
     @property
     def busy(self) -> bool:
